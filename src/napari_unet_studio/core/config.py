@@ -1,0 +1,175 @@
+"""Plain configuration dataclasses (no torch import) shared by core, CLI and GUI.
+
+Every config round-trips through a JSON-compatible ``dict`` so that a checkpoint can
+rebuild exactly the model it was saved from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+NORMS = ("batch", "instance", "group", "none")
+
+_C = TypeVar("_C", bound="_DictConfig")
+
+
+class _DictConfig:
+    """Mixin: ``to_dict`` / ``from_dict`` with unknown-key and type checks."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible copy of the fields."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
+        """Build from a dict, rejecting keys this version does not know.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not a dict or holds unknown keys.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__} needs a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown settings {unknown}")
+        values = dict(data)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in values and isinstance(values[f.name], list):
+                values[f.name] = tuple(values[f.name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_DictConfig):
+    """Architecture of a U-Net.
+
+    Parameters
+    ----------
+    decoder : str
+        Name of a registered upsampling decoder (``unet-studio decoders`` lists them).
+    depth : int
+        Number of 2x poolings (and of decoder up-steps). The bottleneck is at
+        ``1 / 2**depth`` of the input resolution.
+    width : int
+        Channels of the first encoder level; each deeper level doubles it.
+    norm : str
+        ``"batch"``, ``"instance"``, ``"group"`` or ``"none"``.
+    dims : int
+        2 for images (Y, X), 3 for volumes (Z, Y, X).
+    in_channels : int
+        Image channels (1 for grayscale, 3 for RGB).
+    num_classes : int
+        Number of classes K; label value ``k`` (1..K) is output channel ``k - 1``.
+    progressive : bool
+        ``True``: U-Net, upsample one level at a time and concatenate the skip
+        features. ``False``: FCN-style, upsample the bottleneck to full resolution in
+        one step with no skips (kept to show why the U-Net wins).
+    """
+
+    decoder: str = "bilinear"
+    depth: int = 3
+    width: int = 16
+    norm: str = "batch"
+    dims: int = 2
+    in_channels: int = 1
+    num_classes: int = 2
+    progressive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if not 1 <= int(self.depth) <= 6:
+            raise ValueError(f"depth must be between 1 and 6, got {self.depth}")
+        if int(self.width) < 1:
+            raise ValueError(f"width must be positive, got {self.width}")
+        if int(self.in_channels) < 1:
+            raise ValueError(f"in_channels must be positive, got {self.in_channels}")
+        if int(self.num_classes) < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_DictConfig):
+    """How to train. Defaults aim at a useful first result without tuning.
+
+    Parameters
+    ----------
+    steps : int or None
+        Maximum optimiser steps (``None``: only the time limit counts).
+    time_limit : float or None
+        Maximum wall-clock seconds (``None``: only ``steps`` counts).
+    batch_size : int
+        Patches per step (on CUDA it may be lowered to fit memory).
+    patch_size : int
+        Edge length of the square (or cubic) training patches, in pixels.
+    lr : float
+        Peak learning rate of AdamW (one-cycle schedule).
+    weight_decay : float
+        AdamW weight decay.
+    dice_weight : float
+        Weight of the soft Dice term added to the masked cross-entropy.
+    seed : int
+        Seed for patch sampling, augmentation and weight initialisation.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    amp : bool
+        Mixed precision on CUDA (bf16 where supported, else fp16 + grad scaler).
+    augment : bool
+        Random flips, 90-degree rotations and intensity jitter.
+    """
+
+    steps: int | None = 300
+    time_limit: float | None = None
+    batch_size: int = 4
+    patch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    dice_weight: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.time_limit is None:
+            raise ValueError("give a step count, a time limit, or both")
+        if self.steps is not None and int(self.steps) < 1:
+            raise ValueError(f"steps must be positive, got {self.steps}")
+        if self.time_limit is not None and float(self.time_limit) <= 0:
+            raise ValueError(f"time_limit must be positive, got {self.time_limit}")
+        if int(self.batch_size) < 1 or int(self.patch_size) < 8:
+            raise ValueError("batch_size must be >= 1 and patch_size >= 8")
+
+
+@dataclass(frozen=True)
+class TileConfig(_DictConfig):
+    """Tiled sliding-window prediction.
+
+    Parameters
+    ----------
+    tile : int
+        Tile edge in pixels (per spatial axis).
+    overlap : float
+        Fraction of the tile shared with each neighbour, in ``[0, 0.5)``.
+    batch_size : int
+        Tiles per forward pass.
+    """
+
+    tile: int = 256
+    overlap: float = 0.25
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if int(self.tile) < 8:
+            raise ValueError(f"tile must be at least 8 pixels, got {self.tile}")
+        if not 0.0 <= float(self.overlap) < 0.5:
+            raise ValueError(f"overlap must be in [0, 0.5), got {self.overlap}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
