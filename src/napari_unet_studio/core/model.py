@@ -1,0 +1,180 @@
+"""The U-Net: encoder (max-pools that keep their indices), decoder, 1x1 head.
+
+``progressive=True`` (the U-Net): each decoder step upsamples by 2 with the chosen
+decoder, concatenates the encoder's features of the same size (skip connection) and
+applies conv-conv, until full resolution.
+
+``progressive=False`` (FCN-style, for comparison): the bottleneck is upsampled to full
+resolution in one step, with no skip connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .decoders import Upsampler, conv_nd, get_decoder
+
+__all__ = [
+    "ConvBlock",
+    "UpBlock",
+    "UNet",
+    "build_model",
+    "count_parameters",
+    "min_input_size",
+    "pad_to_multiple",
+]
+
+
+def _norm(kind: str, channels: int, dims: int) -> nn.Module:
+    if kind == "batch":
+        return {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims](channels)
+    if kind == "instance":
+        return {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[dims](channels, affine=True)
+    if kind == "group":
+        groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    return nn.Identity()
+
+
+class ConvBlock(nn.Sequential):
+    """conv 3x3 -> norm -> ReLU, twice (same padding, so sizes are kept)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dims: int, norm: str):
+        conv = conv_nd(dims)
+        bias = norm == "none"
+        super().__init__(
+            conv(in_channels, out_channels, 3, padding=1, bias=bias),
+            _norm(norm, out_channels, dims),
+            nn.ReLU(inplace=True),
+            conv(out_channels, out_channels, 3, padding=1, bias=bias),
+            _norm(norm, out_channels, dims),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UpBlock(nn.Module):
+    """One progressive decoder step: upsample to the skip's size, concatenate, conv-conv."""
+
+    def __init__(self, up: Upsampler, skip_channels: int, out_channels: int, norm: str):
+        super().__init__()
+        self.up = up
+        self.conv = ConvBlock(up.out_channels + skip_channels, out_channels, up.dims, norm)
+
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor, indices: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Upsample ``x`` to ``skip``'s spatial size, fuse with it and convolve."""
+        x = self.up(x, skip.shape[2:], None if indices is None else [indices])
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net with a pluggable upsampling decoder.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Architecture; ``config.to_dict()`` rebuilds the same network.
+
+    Notes
+    -----
+    Level ``l`` of the encoder has ``width * 2**l`` channels; ``depth`` max-pools
+    (kernel 2, stride 2, floor mode) lead to the bottleneck. Any input size works: the
+    decoders produce the skip's exact size (odd sizes included).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        info = get_decoder(config.decoder)
+        self.needs_indices = info.needs_indices
+        dims, norm = config.dims, config.norm
+        ch = [config.width * 2**level for level in range(config.depth + 1)]
+        self.channels = ch
+        self.encoder = nn.ModuleList(
+            [ConvBlock(config.in_channels, ch[0], dims, norm)]
+            + [ConvBlock(ch[lv - 1], ch[lv], dims, norm) for lv in range(1, config.depth + 1)]
+        )
+        self._pool = {2: F.max_pool2d, 3: F.max_pool3d}[dims]
+        if config.progressive:
+            self.decoder = nn.ModuleList(
+                [
+                    UpBlock(info.cls(ch[lv + 1], ch[lv], dims, 2), ch[lv], ch[lv], norm)
+                    for lv in reversed(range(config.depth))
+                ]
+            )
+            self.oneshot = None
+        else:
+            self.decoder = nn.ModuleList()
+            self.oneshot = info.cls(ch[-1], ch[0], dims, 2**config.depth, level_channels=ch[-2::-1])
+        self.head = conv_nd(dims)(ch[0], config.num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes, *spatial)`` for an input ``(N, C, *spatial)``."""
+        if x.ndim != self.config.dims + 2:
+            raise ValueError(
+                f"expected a {self.config.dims + 2}D tensor (N, C, *spatial), got {x.ndim}D"
+            )
+        skips: list[torch.Tensor] = []
+        indices: list[torch.Tensor | None] = []
+        for level, block in enumerate(self.encoder):
+            if level:
+                if any(s < 2 for s in x.shape[2:]):
+                    raise ValueError(
+                        f"input too small for depth {self.config.depth}: a spatial size of "
+                        f"at least {2**self.config.depth} pixels is needed"
+                    )
+                if self.needs_indices:
+                    x, idx = self._pool(x, 2, 2, return_indices=True)
+                    indices.append(idx)
+                else:
+                    x = self._pool(x, 2, 2)
+            x = block(x)
+            skips.append(x)
+        skips.pop()  # the bottleneck is not a skip
+        if self.oneshot is not None:
+            deepest_first = list(reversed(indices)) if self.needs_indices else None
+            x = self.oneshot(x, skips[0].shape[2:], deepest_first)
+        else:
+            for block in self.decoder:
+                skip = skips.pop()
+                idx = indices.pop() if self.needs_indices else None
+                x = block(x, skip, idx)
+        return self.head(x)
+
+
+def build_model(config: ModelConfig | dict) -> UNet:
+    """Build a :class:`UNet` from a config or its dict form."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return UNet(config)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def min_input_size(config: ModelConfig) -> int:
+    """Smallest spatial size (per axis) the model accepts: ``2**depth``."""
+    return 2**config.depth
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Sequence[int]]:
+    """Reflect-pad (or replicate where too small) the trailing axes up to a multiple.
+
+    Returns the padded tensor and the original spatial size (to crop the output).
+    """
+    size = tuple(x.shape[2:])
+    pad: list[int] = []
+    for s in reversed(size):
+        pad += [0, (-s) % multiple]
+    if any(pad):
+        mode = "reflect" if all(p < s for p, s in zip(pad[1::2], reversed(size))) else "replicate"
+        x = F.pad(x, pad, mode=mode)
+    return x, size
