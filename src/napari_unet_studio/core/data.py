@@ -1,0 +1,362 @@
+"""Image/label pairs -> normalised 2D training samples -> augmented patches.
+
+Label value 0 means "not painted" and is ignored; values 1..K are classes. The labels
+give the spatial shape: an image of the same shape has one channel, an image with one
+extra trailing axis of size <= 4 is channel-last (RGB, multichannel). Stacks
+``(Z or T, Y, X[, C])`` contribute only the slices that have labels (a 2D model is
+trained on them).
+
+Normalisation is per 2D slice and per channel: the ``low``/``high`` percentiles map to
+0/1. The same function is used at prediction, so both see identical inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = [
+    "MAX_CHANNELS",
+    "Sample",
+    "TrainingData",
+    "PatchSampler",
+    "plane_stats",
+    "apply_stats",
+    "normalize_plane",
+    "class_weights",
+]
+
+MAX_CHANNELS = 4
+_STATS_PIXELS = 1 << 20  # percentiles are estimated on at most ~1 Mpixel per plane
+_MAX_COORDS = 200_000  # per class and sample, to bound memory for dense masks
+
+
+# --------------------------------------------------------------------- normalisation
+def plane_stats(plane: Any, normalization: dict, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel offset and scale of one 2D plane ``(Y, X)`` or ``(Y, X, C)``.
+
+    Works on numpy and dask arrays; large planes are subsampled on a regular grid so
+    memory stays small.
+
+    Returns
+    -------
+    lo, scale : numpy.ndarray
+        float64 arrays of length ``channels``; normalised = ``(x - lo) / scale``.
+        ``scale`` is never 0 (a constant plane normalises to zeros).
+    """
+    ny, nx = int(plane.shape[0]), int(plane.shape[1])
+    step = max(1, math.ceil(math.sqrt(ny * nx / _STATS_PIXELS)))
+    sub = np.asarray(plane[::step, ::step]).astype(np.float64, copy=False)
+    sub = sub.reshape(sub.shape[0] * sub.shape[1], -1)
+    if sub.shape[1] != channels:
+        raise DataError(f"Expected {channels} channel(s) but the image has {sub.shape[1]}.")
+    method = normalization.get("method", "percentile")
+    lo = np.zeros(channels)
+    scale = np.ones(channels)
+    for c in range(channels):
+        v = sub[:, c]
+        if method == "percentile":
+            q = [normalization.get("low", 1.0), normalization.get("high", 99.8)]
+            a, b = np.percentile(v, q)
+            if not b > a:  # e.g. sparse bright spots on a flat background
+                a, b = float(v.min()), float(v.max())
+        elif method == "minmax":
+            a, b = float(v.min()), float(v.max())
+        elif method == "none":
+            a, b = 0.0, 1.0
+        else:
+            raise DataError(f"Unknown normalisation method '{method}' in the model.")
+        lo[c] = a
+        scale[c] = b - a if b - a > 1e-12 * max(1.0, abs(a), abs(b)) else 1.0
+    return lo, scale
+
+
+def apply_stats(block: Any, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Normalise a ``(Y, X)`` or ``(Y, X, C)`` block to float32 ``(C, Y, X)``."""
+    arr = np.asarray(block)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    out = np.empty((arr.shape[2], arr.shape[0], arr.shape[1]), dtype=np.float32)
+    for c in range(arr.shape[2]):
+        out[c] = (arr[..., c].astype(np.float64) - lo[c]) / scale[c]
+    return out
+
+
+def normalize_plane(plane: Any, normalization: dict, channels: int) -> np.ndarray:
+    """Normalise a whole 2D plane to float32 ``(C, Y, X)`` (stats from the plane)."""
+    lo, scale = plane_stats(plane, normalization, channels)
+    return apply_stats(plane, lo, scale)
+
+
+# ---------------------------------------------------------------------- validation
+def _check_labels(labels: Any, where: str) -> np.ndarray:
+    lab = np.asarray(labels)
+    if lab.dtype == bool:
+        return lab.astype(np.uint8)
+    if lab.dtype.kind == "f":
+        if not np.all(np.isfinite(lab)) or not np.all(lab == np.round(lab)):
+            raise DataError(
+                f"The labels{where} contain non-integer values. Labels must be whole "
+                "numbers: 0 = not painted, 1, 2, ... = classes. Use a Labels layer."
+            )
+        lab = lab.astype(np.int64)
+    elif lab.dtype.kind not in "ui":
+        raise DataError(f"The labels{where} have type {lab.dtype}; they must be integers.")
+    if lab.ndim not in (2, 3):
+        raise DataError(
+            f"The labels{where} have {lab.ndim} dimension(s) {lab.shape}; expected a 2D "
+            "image (Y, X) or a stack (Z, Y, X)."
+        )
+    if lab.size and lab.min() < 0:
+        raise DataError(f"The labels{where} contain negative values; use 0 for unpainted.")
+    return lab
+
+
+def _channels_of(image_shape: tuple, labels_shape: tuple, where: str) -> int:
+    if tuple(image_shape) == tuple(labels_shape):
+        return 1
+    if (
+        len(image_shape) == len(labels_shape) + 1
+        and tuple(image_shape[:-1]) == tuple(labels_shape)
+        and 1 <= image_shape[-1] <= MAX_CHANNELS
+    ):
+        return int(image_shape[-1])
+    hint = ""
+    if len(image_shape) == len(labels_shape) + 1 and tuple(image_shape[1:]) == tuple(labels_shape):
+        hint = " Channels must be the last axis (Y, X, C)."
+    raise DataError(
+        f"The image{where} has shape {tuple(image_shape)} but its labels have shape "
+        f"{tuple(labels_shape)}; they must cover the same pixels (the image may have one "
+        f"extra last axis of up to {MAX_CHANNELS} channels).{hint}"
+    )
+
+
+@dataclass
+class Sample:
+    """One labeled 2D plane, normalised and padded to at least the patch size."""
+
+    image: np.ndarray  # float32 (C, Y, X)
+    labels: np.ndarray  # int64 (Y, X), 0 = unlabeled
+    coords: dict[int, np.ndarray] = field(default_factory=dict)  # class -> flat indices
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per class 1..K
+
+
+def _pad_to(arr: np.ndarray, size: int, axes: tuple[int, int], mode: str) -> np.ndarray:
+    pads = [(0, 0)] * arr.ndim
+    for ax in axes:
+        short = max(0, size - arr.shape[ax])
+        pads[ax] = (short // 2, short - short // 2)
+    if not any(p != (0, 0) for p in pads):
+        return arr
+    if mode == "reflect" and min(arr.shape[a] for a in axes) < 2:
+        mode = "edge"
+    if mode == "constant":
+        return np.pad(arr, pads, mode="constant")
+    return np.pad(arr, pads, mode=mode)
+
+
+class TrainingData:
+    """Validated, normalised training samples from image/label pairs.
+
+    Parameters
+    ----------
+    pairs : sequence of (image, labels)
+        Numpy (or array-like) images and integer labels; see the module docstring.
+    normalization : dict
+        Normalisation settings (see :func:`plane_stats`).
+    patch_size : int
+        Samples smaller than this are padded (image: reflect, labels: 0).
+    rng : numpy.random.Generator, optional
+        Used to subsample pixel coordinates of large classes.
+
+    Raises
+    ------
+    DataError
+        No pairs, shape mismatch, non-integer or negative labels, nothing painted,
+        only one class painted, NaN/inf in the image, inconsistent channel counts.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Any, Any]],
+        normalization: dict,
+        patch_size: int,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
+            pairs = [pairs]  # a single (image, labels) pair
+        pairs = list(pairs)
+        if not pairs:
+            raise DataError("No images were given for training.")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.samples: list[Sample] = []
+        self.shapes: list[tuple[int, ...]] = []
+        self.in_channels: int | None = None
+        self.num_classes = 0
+        planes: list[tuple[np.ndarray, np.ndarray, str]] = []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise DataError("Training data must be a list of (image, labels) pairs.")
+            image, labels = pair
+            where = f" #{i + 1}" if len(pairs) > 1 else ""
+            lab = _check_labels(labels, where)
+            img_shape = tuple(int(s) for s in np.shape(image))
+            channels = _channels_of(img_shape, lab.shape, where)
+            if self.in_channels is None:
+                self.in_channels = channels
+            elif channels != self.in_channels:
+                raise DataError(
+                    f"Image{where} has {channels} channel(s) but the first image has "
+                    f"{self.in_channels}; all training images need the same channels."
+                )
+            self.shapes.append(img_shape)
+            stack = lab.ndim == 3
+            for z in range(lab.shape[0]) if stack else [None]:
+                plane_lab = lab[z] if stack else lab
+                if not plane_lab.any():
+                    continue
+                plane_img = np.asarray(image[z] if stack else image)
+                tag = f"{where}, slice {z}" if stack else where
+                planes.append((plane_img, plane_lab, tag))
+        if not planes:
+            raise DataError(
+                "No labels are painted yet. Paint a few strokes of each class (label 1, "
+                "2, ...) on the image, then train."
+            )
+        assert self.in_channels is not None
+        self.num_classes = int(max(int(p[1].max()) for p in planes))
+        for plane_img, plane_lab, tag in planes:
+            if plane_img.dtype.kind not in "buif":
+                raise DataError(f"The image{tag} has type {plane_img.dtype}; it must be numeric.")
+            if plane_img.dtype.kind == "f" and not np.all(np.isfinite(plane_img)):
+                raise DataError(
+                    f"The image{tag} contains NaN or infinite values. Replace them (e.g. "
+                    "with 0) before training."
+                )
+            img = normalize_plane(plane_img, normalization, self.in_channels)
+            lab = plane_lab.astype(np.int64)
+            img = _pad_to(img, patch_size, (1, 2), "reflect")
+            lab = _pad_to(lab, patch_size, (0, 1), "constant")
+            flat = lab.ravel()
+            counts = np.bincount(flat, minlength=self.num_classes + 1)[1:].astype(np.int64)
+            coords = {}
+            for k in np.flatnonzero(counts) + 1:
+                idx = np.flatnonzero(flat == k)
+                if idx.size > _MAX_COORDS:
+                    idx = np.sort(rng.choice(idx, _MAX_COORDS, replace=False))
+                coords[int(k)] = idx
+            self.samples.append(Sample(img, lab, coords, counts))
+        self.class_counts = np.sum([s.counts for s in self.samples], axis=0)
+        present = int(np.count_nonzero(self.class_counts))
+        if present < 2:
+            only = int(np.flatnonzero(self.class_counts)[0]) + 1
+            raise DataError(
+                f"Only one class is painted (label {only}). Paint at least two classes, "
+                "e.g. 1 = background and 2 = object, so the network can tell them apart."
+            )
+
+    @property
+    def labeled_pixels(self) -> int:
+        """Total number of painted pixels."""
+        return int(self.class_counts.sum())
+
+
+def class_weights(counts: np.ndarray, clip: tuple[float, float] = (0.2, 5.0)) -> np.ndarray:
+    """Inverse-frequency class weights (square-rooted, clipped, mean 1 over present).
+
+    A class painted 100x less than another gets 10x its weight (then clipped), so a
+    rare class still learns without one stroke dominating the loss. Classes with no
+    painted pixels get weight 1 (they do not occur in the loss anyway).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    w = np.ones_like(counts)
+    if present.any():
+        freq = counts[present] / counts[present].sum()
+        raw = np.sqrt((1.0 / present.sum()) / freq)
+        raw = np.clip(raw, *clip)
+        w[present] = raw / raw.mean()
+    return w.astype(np.float32)
+
+
+class PatchSampler:
+    """Draws augmented training patches, favouring patches that contain labels.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The samples.
+    patch_size : int
+        Square patch edge.
+    augment : bool
+        Random flips, 90-degree rotations and intensity jitter.
+    label_fraction : float
+        Probability that a patch is centred (up to a random shift) on a painted pixel
+        of a class chosen uniformly among the painted classes.
+    """
+
+    def __init__(
+        self, data: TrainingData, patch_size: int, augment: bool = True, label_fraction: float = 0.9
+    ) -> None:
+        self.data = data
+        self.patch = int(patch_size)
+        self.augment = augment
+        self.label_fraction = label_fraction
+
+    def _origin(self, sample: Sample, rng: np.random.Generator, center: tuple[int, int] | None):
+        ny, nx = sample.labels.shape
+        p = self.patch
+        if center is None:
+            return int(rng.integers(0, ny - p + 1)), int(rng.integers(0, nx - p + 1))
+        cy, cx = center
+        y0 = int(np.clip(cy - rng.integers(0, p), 0, ny - p))
+        x0 = int(np.clip(cx - rng.integers(0, p), 0, nx - p))
+        return y0, x0
+
+    def draw(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``x`` float32 ``(B, C, P, P)`` and ``y`` int64 ``(B, P, P)``."""
+        samples = self.data.samples
+        classes = [int(k) + 1 for k in np.flatnonzero(self.data.class_counts)]
+        areas = np.array([s.labels.size for s in samples], dtype=np.float64)
+        p = self.patch
+        xs = np.empty((batch_size, self.data.in_channels or 1, p, p), np.float32)
+        ys = np.empty((batch_size, p, p), np.int64)
+        for b in range(batch_size):
+            if rng.random() < self.label_fraction:
+                k = classes[int(rng.integers(len(classes)))]
+                weights = np.array([s.counts[k - 1] if k - 1 < len(s.counts) else 0
+                                    for s in samples], dtype=np.float64)
+                sample = samples[int(rng.choice(len(samples), p=weights / weights.sum()))]
+                flat = sample.coords[k][int(rng.integers(sample.coords[k].size))]
+                center = divmod(int(flat), sample.labels.shape[1])
+            else:
+                sample = samples[int(rng.choice(len(samples), p=areas / areas.sum()))]
+                center = None
+            y0, x0 = self._origin(sample, rng, center)
+            x = sample.image[:, y0:y0 + p, x0:x0 + p]
+            y = sample.labels[y0:y0 + p, x0:x0 + p]
+            if self.augment:
+                x, y = _augment(x, y, rng)
+            xs[b] = x
+            ys[b] = y
+        return xs, ys
+
+
+def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
+    """Flips, 90-degree rotation and per-channel intensity jitter (gain, offset)."""
+    if rng.random() < 0.5:
+        x, y = x[:, ::-1], y[::-1]
+    if rng.random() < 0.5:
+        x, y = x[:, :, ::-1], y[:, ::-1]
+    k = int(rng.integers(4))
+    if k:
+        x, y = np.rot90(x, k, axes=(1, 2)), np.rot90(y, k)
+    gain = rng.uniform(0.8, 1.2, size=(x.shape[0], 1, 1))
+    offset = rng.uniform(-0.1, 0.1, size=(x.shape[0], 1, 1))
+    return (x * gain + offset).astype(np.float32), np.ascontiguousarray(y)

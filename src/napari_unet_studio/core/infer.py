@@ -1,0 +1,329 @@
+"""Tiled sliding-window prediction with smooth overlap blending.
+
+Memory is bounded by the tile size: the image is read one band of tile rows at a time
+(numpy or dask arrays alike), tiles are batched through the network, and blended
+probabilities are kept only for the rows still being written, so an 8192 x 8192 image
+never needs a ``K x H x W`` float volume unless probabilities are asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import TrainedModel
+from .config import ModelConfig, TileConfig
+from .data import MAX_CHANNELS, apply_stats, plane_stats
+from .device import amp_dtype, prepare_runtime, resolve_device
+from .errors import DataError
+
+__all__ = [
+    "PredictProgress",
+    "PredictResult",
+    "iter_predict",
+    "iter_predict_module",
+    "predict_image",
+    "blend_window",
+    "tile_positions",
+]
+
+
+@dataclass
+class PredictProgress:
+    """Tiles done so far out of ``total``, and seconds since the start."""
+
+    done: int
+    total: int
+    elapsed: float
+
+
+@dataclass
+class PredictResult:
+    """Prediction output.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        Class ids 1..K (uint8 if K < 256, else uint16) with the spatial shape of the
+        predicted region (for stacks: the selected slices; one int slice gives 2D).
+    probabilities : numpy.ndarray or None
+        float32 ``(K, *spatial)`` class probabilities, only if asked for.
+    cancelled : bool
+        True if the stop event ended prediction early (unfinished pixels are 0).
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    cancelled: bool = False
+
+
+def tile_positions(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``[0, size)``.
+
+    Consecutive tiles share at least ``overlap`` pixels; the last tile ends exactly at
+    ``size``. A ``size <= tile`` gives one tile at 0 (the axis is padded).
+    """
+    if size <= tile:
+        return [0]
+    stride = max(1, tile - overlap)
+    n = math.ceil((size - tile) / stride) + 1
+    return [min(i * stride, size - tile) for i in range(n)]
+
+
+def blend_window(tile: int, overlap: int) -> np.ndarray:
+    """1D blending weights: a raised-cosine ramp over ``overlap`` pixels at each end.
+
+    Weights are strictly positive, so a normalised weighted sum of identical tile
+    values gives exactly that value (no seams), and neighbouring ramps cross-fade.
+    """
+    w = np.ones(tile, dtype=np.float64)
+    ramp = min(overlap, tile // 2)
+    if ramp > 0:
+        r = np.sin(0.5 * np.pi * (np.arange(ramp) + 0.5) / ramp) ** 2
+        w[:ramp] = r
+        w[tile - ramp:] = np.minimum(w[tile - ramp:], r[::-1])
+    return w.astype(np.float32)
+
+
+def _layout(shape: tuple[int, ...], in_channels: int) -> tuple[tuple[int, ...], bool]:
+    """Spatial shape and whether the last axis holds channels."""
+    if in_channels > 1:
+        if len(shape) < 3 or shape[-1] != in_channels:
+            raise DataError(
+                f"This model expects images with {in_channels} channels in the last axis "
+                f"(Y, X, {in_channels}); the image has shape {tuple(shape)}."
+            )
+        spatial, channel_last = shape[:-1], True
+    elif len(shape) == 3 and shape[-1] == 1:
+        spatial, channel_last = shape[:-1], True
+    else:
+        if len(shape) == 3 and 1 < shape[-1] <= MAX_CHANNELS:
+            raise DataError(
+                f"The image has shape {tuple(shape)} and looks like a colour/multichannel "
+                "image, but this model was trained on single-channel images. Use a "
+                "single channel (or retrain on colour images)."
+            )
+        spatial, channel_last = tuple(shape), False
+    if len(spatial) not in (2, 3):
+        raise DataError(
+            f"Cannot predict an image of shape {tuple(shape)}: expected (Y, X) or a stack "
+            "(Z, Y, X), optionally with a last channel axis."
+        )
+    return tuple(int(s) for s in spatial), channel_last
+
+
+def _select_slices(nz: int, slices: Any) -> tuple[list[int], bool]:
+    """Slice indices to predict and whether the result drops the stack axis."""
+    if slices is None:
+        return list(range(nz)), False
+    if isinstance(slices, (int, np.integer)):
+        z = int(slices) + (nz if int(slices) < 0 else 0)
+        if not 0 <= z < nz:
+            raise DataError(f"Slice {int(slices)} does not exist; the stack has {nz} slices.")
+        return [z], True
+    if isinstance(slices, slice):
+        return list(range(nz))[slices], False
+    if isinstance(slices, Iterable):
+        chosen = [int(s) for s in slices]
+        bad = [s for s in chosen if not 0 <= s < nz]
+        if bad:
+            raise DataError(f"Slices {bad} do not exist; the stack has {nz} slices.")
+        return chosen, False
+    raise DataError(f"Cannot understand slices={slices!r}; use an int, a range or a slice.")
+
+
+def _pad_end(arr: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    """Pad the last two axes at their end up to ``target`` (reflect; edge if 1 px)."""
+    pads = [(0, 0)] * (arr.ndim - 2) + [(0, max(0, t - s)) for s, t in zip(arr.shape[-2:], target)]
+    if not any(p[1] for p in pads):
+        return arr
+    mode = "reflect" if min(arr.shape[-2:]) > 1 else "edge"
+    return np.pad(arr, pads, mode=mode)
+
+
+def iter_predict_module(
+    net: torch.nn.Module,
+    config: ModelConfig,
+    normalization: dict,
+    image: Any,
+    *,
+    tile: TileConfig | None = None,
+    probabilities: bool = False,
+    device: torch.device | None = None,
+    slices: Any = None,
+    stop: threading.Event | None = None,
+) -> Generator[PredictProgress, None, PredictResult]:
+    """Like :func:`iter_predict` but for an already built network (used for previews).
+
+    ``net`` must already be on ``device`` and in eval mode.
+    """
+    tile = tile or TileConfig()
+    device = device or next(net.parameters()).device
+    k = int(config.num_classes)
+    spatial, channel_last = _layout(tuple(np.shape(image)), int(config.in_channels))
+    if len(spatial) == 3:
+        zs, squeeze = _select_slices(spatial[0], slices)
+        plane_shape = spatial[1:]
+    else:
+        if slices not in (None, 0):
+            raise DataError("slices only applies to stacks; this image is 2D.")
+        zs, squeeze = [None], True
+        plane_shape = spatial
+    h, w = plane_shape
+    t = int(tile.tile)
+    ov = int(round(float(tile.overlap) * t))
+    ys, xs = tile_positions(h, t, ov), tile_positions(w, t, ov)
+    hp, wp = max(h, t), max(w, t)
+    win = blend_window(t, ov)
+    win2d = torch.from_numpy(np.outer(win, win))
+    out_shape = (h, w) if squeeze else (len(zs), h, w)
+    labels = np.zeros(out_shape, dtype=np.uint8 if k < 256 else np.uint16)
+    probs = np.zeros((k, *out_shape), dtype=np.float32) if probabilities else None
+    total = len(zs) * len(ys) * len(xs)
+    done = 0
+    t0 = time.perf_counter()
+    autocast = amp_dtype(device)
+    cancelled = False
+
+    def read_band(plane: Any, y0: int, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        block = np.asarray(plane[y0:y0 + t])
+        if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
+            raise DataError("The image contains NaN or infinite values; replace them first.")
+        if block.dtype.kind not in "buif":
+            raise DataError(f"The image has type {block.dtype}; it must be numeric.")
+        return _pad_end(apply_stats(block, lo, scale), (t, wp))
+
+    for zi, z in enumerate(zs):
+        plane = image if z is None else image[z]
+        if channel_last and int(config.in_channels) == 1 and len(np.shape(plane)) == 3:
+            plane = plane[..., 0]
+        lo, scale = plane_stats(plane, normalization, int(config.in_channels))
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(scale))):
+            raise DataError("The image contains NaN or infinite values; replace them first.")
+        acc = np.zeros((k, t, wp), dtype=np.float32)
+        wsum = np.zeros((t, wp), dtype=np.float32)
+        base = 0
+
+        def flush(n_rows: int, base: int = 0, acc=acc, wsum=wsum, zi=zi) -> None:
+            rows = min(n_rows, h - base)
+            if rows <= 0:
+                return
+            p = acc[:, :rows, :w] / wsum[None, :rows, :w]
+            dest = (slice(base, base + rows), slice(None)) if squeeze else (
+                zi, slice(base, base + rows), slice(None))
+            labels[dest] = np.argmax(p, axis=0) + 1
+            if probs is not None:
+                probs[(slice(None), *dest)] = p
+
+        for y0 in ys:
+            if y0 > base:  # rows above y0 get no more contributions: finish them
+                d = y0 - base
+                flush(d, base)
+                acc[:, : t - d] = acc[:, d:]
+                acc[:, t - d:] = 0
+                wsum[: t - d] = wsum[d:]
+                wsum[t - d:] = 0
+                base = y0
+            band = read_band(plane, y0, lo, scale) if h >= t else _pad_end(
+                apply_stats(np.asarray(plane), lo, scale), (t, wp))
+            for b0 in range(0, len(xs), int(tile.batch_size)):
+                if stop is not None and stop.is_set():
+                    cancelled = True
+                    break
+                chunk = xs[b0:b0 + int(tile.batch_size)]
+                batch = torch.from_numpy(np.stack([band[:, :, x0:x0 + t] for x0 in chunk]))
+                with torch.inference_mode():
+                    batch = batch.to(device)
+                    if autocast is not None:
+                        with torch.autocast(device_type=device.type, dtype=autocast):
+                            logits = net(batch)
+                    else:
+                        logits = net(batch)
+                    soft = (torch.softmax(logits.float(), dim=1) * win2d.to(device)).cpu()
+                for i, x0 in enumerate(chunk):
+                    acc[:, :, x0:x0 + t] += soft[i].numpy()
+                    wsum[:, x0:x0 + t] += win2d.numpy()
+                done += len(chunk)
+                yield PredictProgress(done, total, time.perf_counter() - t0)
+            if cancelled:
+                break
+        if cancelled:
+            break
+        flush(hp - base, base)
+    return PredictResult(labels, probs, cancelled)
+
+
+def iter_predict(
+    model: TrainedModel,
+    image: Any,
+    *,
+    tile: TileConfig | None = None,
+    probabilities: bool = False,
+    device: str | torch.device = "auto",
+    slices: Any = None,
+    stop: threading.Event | None = None,
+) -> Generator[PredictProgress, None, PredictResult]:
+    """Predict class ids (and optionally probabilities) tile by tile.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        A trained model (see :func:`~napari_unet_studio.core.checkpoint.load_model`).
+    image : array-like
+        numpy or dask array: ``(Y, X)``, ``(Y, X, C)``, ``(Z, Y, X)`` or
+        ``(Z, Y, X, C)``; the model's ``in_channels > 1`` means the last axis is channels.
+    tile : TileConfig, optional
+        Tile size, overlap and tiles per batch (default ``TileConfig()``).
+    probabilities : bool
+        Also return float32 ``(K, *spatial)`` probabilities.
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    slices : int, range, slice, list of int or None
+        Stacks only: which slices to predict (``None``: all). An int returns 2D output.
+    stop : threading.Event, optional
+        Set it to cancel; the result then has ``cancelled=True``.
+
+    Yields
+    ------
+    PredictProgress
+        After every batch of tiles.
+
+    Returns
+    -------
+    PredictResult
+        As the generator's return value (``StopIteration.value``).
+    """
+    prepare_runtime()
+    dev = resolve_device(device)
+    net = model.build(dev)
+    return (yield from iter_predict_module(
+        net, model.config, model.normalization, image, tile=tile,
+        probabilities=probabilities, device=dev, slices=slices, stop=stop,
+    ))
+
+
+def predict_image(
+    model: TrainedModel,
+    image: Any,
+    *,
+    tile: TileConfig | None = None,
+    probabilities: bool = False,
+    device: str | torch.device = "auto",
+    slices: Any = None,
+    stop: threading.Event | None = None,
+) -> PredictResult:
+    """Non-generator wrapper of :func:`iter_predict`."""
+    gen = iter_predict(model, image, tile=tile, probabilities=probabilities, device=device,
+                       slices=slices, stop=stop)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as fin:
+            return fin.value

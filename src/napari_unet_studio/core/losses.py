@@ -1,0 +1,76 @@
+"""Losses over painted pixels only: weighted cross-entropy + soft Dice.
+
+Labels use 0 for "not painted" and 1..K for classes (class ``k`` is logit channel
+``k - 1``). Unpainted pixels contribute nothing to the loss or its gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["masked_cross_entropy", "masked_soft_dice", "masked_loss"]
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Class-weighted cross-entropy averaged over labeled pixels.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(N, K, *spatial)`` raw scores.
+    labels : torch.Tensor
+        ``(N, *spatial)`` integers, 0 = ignore, 1..K = class.
+    weight : torch.Tensor, optional
+        ``(K,)`` class weights.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar; 0 (still attached to the graph) if no pixel is labeled.
+    """
+    target = labels.long() - 1  # unlabeled -> -1 (ignored)
+    if not bool((target >= 0).any()):
+        return logits.sum() * 0.0
+    if weight is not None:
+        weight = weight.to(device=logits.device, dtype=torch.float32)
+    return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=-1)
+
+
+def masked_soft_dice(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """``1 - mean soft Dice`` over the classes painted in this batch, labeled pixels only.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar in ``[0, 1]``; 0 (attached to the graph) if no pixel is labeled.
+    """
+    k = logits.shape[1]
+    mask = labels > 0
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    probs = torch.softmax(logits.float(), dim=1)
+    target = (labels.long() - 1).clamp(min=0)
+    onehot = F.one_hot(target, k).movedim(-1, 1).float()
+    m = mask.unsqueeze(1).float()
+    dims = [0, *range(2, logits.ndim)]
+    inter = (probs * onehot * m).sum(dims)
+    denom = (probs * m).sum(dims) + (onehot * m).sum(dims)
+    present = (onehot * m).sum(dims) > 0
+    dice = (2.0 * inter + eps) / (denom + eps)
+    return 1.0 - dice[present].mean()
+
+
+def masked_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    dice_weight: float = 0.5,
+) -> torch.Tensor:
+    """``masked_cross_entropy + dice_weight * masked_soft_dice``."""
+    loss = masked_cross_entropy(logits, labels, weight)
+    if dice_weight:
+        loss = loss + dice_weight * masked_soft_dice(logits, labels)
+    return loss

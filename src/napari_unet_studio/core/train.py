@@ -1,0 +1,509 @@
+"""Training loop as a generator: yields progress, can be paused, stopped and fed new labels.
+
+The loop knows nothing about threads or Qt. A GUI iterates :meth:`Trainer.run` in a
+worker thread and calls :meth:`Trainer.stop`, :meth:`Trainer.pause`,
+:meth:`Trainer.resume` and :meth:`Trainer.update_data` from the GUI thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import DEFAULT_NORMALIZATION, TrainedModel, now_iso
+from .config import ModelConfig, TileConfig, TrainConfig
+from .data import PatchSampler, TrainingData, class_weights
+from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
+from .errors import DataError, DeviceError
+from .losses import masked_loss
+
+__all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
+
+_EMA = 0.9  # loss smoothing factor
+
+
+@dataclass
+class TrainProgress:
+    """One report from the training loop (after every step, and a final one).
+
+    Attributes
+    ----------
+    step : int
+        Optimiser steps done.
+    total_steps : int or None
+        Step budget (``None`` if only a time limit is set).
+    loss : float
+        Loss of the last step (``nan`` before the first).
+    lr : float
+        Learning rate of the last step.
+    elapsed : float
+        Training seconds so far (pauses excluded).
+    samples_per_s : float
+        Recent throughput in patches per second.
+    device : str
+        Where training runs, e.g. ``"cpu"`` or ``"cuda:0"``.
+    eta : float or None
+        Estimated seconds left.
+    best_loss : float
+        Best smoothed loss so far (the model :meth:`Trainer.result` returns).
+    done : bool
+        True on the last report.
+    stopped : bool
+        True if training ended because :meth:`Trainer.stop` was called.
+    message : str
+        Something the user should know (new labels skipped, batch size halved...).
+    """
+
+    step: int
+    total_steps: int | None
+    loss: float
+    lr: float
+    elapsed: float
+    samples_per_s: float
+    device: str
+    eta: float | None
+    best_loss: float
+    done: bool = False
+    stopped: bool = False
+    message: str = ""
+
+
+def one_cycle_lr(fraction: float, peak: float, warmup: float = 0.1, final: float = 0.01) -> float:
+    """One-cycle learning rate at ``fraction`` (0..1) of the run.
+
+    Linear warm-up from ``0.04 * peak`` over the first ``warmup`` of the run, then a
+    cosine decay to ``final * peak``.
+    """
+    f = min(max(fraction, 0.0), 1.0)
+    if f < warmup:
+        return peak * (0.04 + 0.96 * f / warmup)
+    t = (f - warmup) / max(1e-9, 1.0 - warmup)
+    return peak * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def _versions() -> dict[str, str]:
+    from .. import __version__
+
+    return {"napari-unet-studio": __version__, "torch": torch.__version__, "numpy": np.__version__}
+
+
+class Trainer:
+    """Train a U-Net on painted labels.
+
+    Parameters
+    ----------
+    pairs : sequence of (image, labels)
+        Training images and integer labels (0 = not painted, 1..K = classes).
+    model_config : ModelConfig, optional
+        Architecture. ``None``: defaults with ``in_channels`` and ``num_classes``
+        taken from the data (``num_classes`` = highest label).
+    train_config : TrainConfig, optional
+        Steps, time limit, batch/patch size, learning rate, seed, device...
+    init : TrainedModel, optional
+        Continue training / fine-tune from this model (its normalisation is kept).
+    reinit_head : bool
+        With ``init``: allow a different class count by training a fresh output
+        layer (all other weights are kept).
+    decoder : str, optional
+        Decoder name overriding ``model_config.decoder`` (or the default).
+    arch : dict, optional
+        Other :class:`ModelConfig` fields to override (e.g. ``{"depth": 2, "width": 8}``)
+        while ``in_channels``/``num_classes`` still come from the data. Ignored with
+        ``init`` (the architecture of ``init`` is kept).
+    class_names : sequence of str, optional
+        Names of classes 1..K, stored in the model record.
+
+    Raises
+    ------
+    DataError
+        Unusable data, or a class count / channel count that does not fit ``init``.
+    DeviceError
+        The requested device is not available.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+        model_config: ModelConfig | None = None,
+        train_config: TrainConfig | None = None,
+        *,
+        init: TrainedModel | None = None,
+        reinit_head: bool = False,
+        decoder: str | None = None,
+        arch: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        from .model import build_model
+
+        self.train_config = tc = train_config or TrainConfig()
+        self.device = resolve_device(tc.device)
+        self.normalization = dict(init.normalization if init else DEFAULT_NORMALIZATION)
+        self._rng = np.random.default_rng(tc.seed)
+        self._data = TrainingData(pairs, self.normalization, tc.patch_size, self._rng)
+        if arch and init is None:
+            base = model_config or ModelConfig(
+                in_channels=int(self._data.in_channels or 1),
+                num_classes=max(2, self._data.num_classes))
+            model_config = dataclasses.replace(base, **arch)
+        self.model_config = self._resolve_config(model_config, init, reinit_head, decoder)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc.seed)
+            model = build_model(self.model_config)
+        if init is not None:
+            self._load_init(model, init, reinit_head)
+        self.model = model.to(self.device)
+        self._sampler = PatchSampler(self._data, tc.patch_size, augment=tc.augment)
+        self._weights = self._class_weight_tensor(self._data)
+        self._init_record = dict(init.record) if init else None
+        self.class_names = list(class_names) if class_names else None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._pending: list | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._best_loss = math.inf
+        self._best_step = 0
+        self._step = 0
+        self._last_loss = math.nan
+        self._elapsed = 0.0
+        self._batch_size = int(tc.batch_size)
+        self._runtime: dict[str, object] = {}
+        self._started = False
+
+    # ------------------------------------------------------------------ set-up
+    def _resolve_config(
+        self, cfg: ModelConfig | None, init: TrainedModel | None, reinit_head: bool,
+        decoder: str | None,
+    ) -> ModelConfig:
+        data_c, data_k = int(self._data.in_channels or 1), int(self._data.num_classes)
+        if init is not None:
+            base = cfg or init.config
+            if reinit_head:
+                k = max(data_k, cfg.num_classes if cfg else data_k, 2)
+                base = dataclasses.replace(base, num_classes=k)
+            elif data_k > base.num_classes:
+                raise DataError(
+                    f"The model you continue from knows {base.num_classes} classes but the "
+                    f"labels use class {data_k}. Re-initialise the output layer (reinit head) "
+                    "to train with the new classes, or start a new model."
+                )
+        elif cfg is None:
+            base = ModelConfig(in_channels=data_c, num_classes=max(2, data_k))
+        else:
+            base = cfg
+            if base.num_classes < data_k:
+                raise DataError(
+                    f"The labels use class {data_k} but the model is set to "
+                    f"{base.num_classes} classes. Increase the number of classes."
+                )
+        if decoder:
+            base = dataclasses.replace(base, decoder=decoder)
+        if base.in_channels != data_c:
+            raise DataError(
+                f"The model expects {base.in_channels} image channel(s) but the training "
+                f"images have {data_c}. Use images like the ones the model was made for."
+            )
+        if base.dims != 2:
+            raise DataError("Only 2D models can be trained here (stacks train a 2D model).")
+        return base
+
+    def _load_init(self, model: torch.nn.Module, init: TrainedModel, reinit_head: bool) -> None:
+        own = model.state_dict()
+        src = init.state_dict
+        fits = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        if not reinit_head and (len(fits) != len(own) or len(src) != len(own)):
+            raise DataError(
+                "The model you continue from has a different architecture (decoder, depth, "
+                "width or classes) than the one requested; continue with its own settings."
+            )
+        if reinit_head and not fits:
+            raise DataError("None of the weights of the model you continue from fit; start anew.")
+        model.load_state_dict(fits, strict=not reinit_head)
+
+    def _class_weight_tensor(self, data: TrainingData) -> torch.Tensor:
+        k = self.model_config.num_classes
+        counts = np.zeros(k, np.int64)
+        counts[: len(data.class_counts)] = data.class_counts[:k]
+        return torch.from_numpy(class_weights(counts)).to(self.device)
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Ask training to end after the current step (thread-safe)."""
+        self._stop.set()
+        self._resume.set()
+
+    def pause(self) -> None:
+        """Hold training between steps, without using CPU, until :meth:`resume`."""
+        self._resume.clear()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        """True while paused."""
+        return not self._resume.is_set()
+
+    def update_data(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Give new images/labels; used from the next step (thread-safe).
+
+        Invalid data never stops training: it is skipped and the reason is reported
+        in the next :class:`TrainProgress` ``message``.
+        """
+        with self._lock:
+            self._pending = list(pairs)
+
+    def _apply_pending(self) -> str:
+        with self._lock:
+            pairs, self._pending = self._pending, None
+        if pairs is None:
+            return ""
+        try:
+            data = TrainingData(pairs, self.normalization, self.train_config.patch_size, self._rng)
+        except DataError as exc:
+            return f"New labels not used: {exc}"
+        if data.in_channels != self.model_config.in_channels:
+            return (f"New labels not used: the images have {data.in_channels} channel(s), the "
+                    f"model {self.model_config.in_channels}.")
+        if data.num_classes > self.model_config.num_classes:
+            return (f"New labels not used: class {data.num_classes} is painted but the model "
+                    f"has {self.model_config.num_classes} classes. Restart training to add it.")
+        self._data = data
+        self._sampler = PatchSampler(data, self.train_config.patch_size,
+                                     augment=self.train_config.augment)
+        self._weights = self._class_weight_tensor(data)
+        with self._lock:  # the loss now measures something else: restart "best" tracking
+            self._best_loss = math.inf
+        self._ema_n = 0
+        return f"Using updated labels ({data.labeled_pixels} painted pixels)."
+
+    # ------------------------------------------------------------------ training
+    def _train_step(self, opt, scaler, x: np.ndarray, y: np.ndarray, lr: float) -> float:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        xb = torch.from_numpy(x).to(self.device)
+        yb = torch.from_numpy(y).to(self.device)
+        opt.zero_grad(set_to_none=True)
+        dtype = amp_dtype(self.device, self.train_config.amp)
+        ctx = (torch.autocast(device_type=self.device.type, dtype=dtype) if dtype is not None
+               else contextlib.nullcontext())
+        with ctx:
+            logits = self.model(xb)
+        loss = masked_loss(logits.float(), yb, self._weights, self.train_config.dice_weight)
+        if not torch.isfinite(loss):
+            opt.zero_grad(set_to_none=True)
+            return math.nan
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+            opt.step()
+        return float(loss.detach())
+
+    def run(self) -> Generator[TrainProgress, None, TrainedModel]:
+        """Train; yield a :class:`TrainProgress` after every step and a final one.
+
+        Ends at ``steps``, at ``time_limit`` or after :meth:`stop`. The generator's
+        return value (``StopIteration.value``) is :meth:`result`.
+
+        Raises
+        ------
+        DeviceError
+            If the GPU runs out of memory even with one patch per step.
+        """
+        if self._started:
+            raise RuntimeError("Trainer.run() can only be used once; create a new Trainer.")
+        self._started = True
+        self._runtime = prepare_runtime()
+        tc = self.train_config
+        dev = str(self.device)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        dtype = amp_dtype(self.device, tc.amp)
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        self._batch_size = cuda_batch_size(
+            self.device, self._batch_size, patch_size=tc.patch_size,
+            width=self.model_config.width, in_channels=self.model_config.in_channels)
+        message = "" if self._batch_size == tc.batch_size else (
+            f"Batch size lowered to {self._batch_size} to fit GPU memory.")
+        self._ema, self._ema_n = 0.0, 0
+        rate = 0.0
+        sec_per_step = None
+        paused = 0.0
+        t0 = time.perf_counter()
+        lr = one_cycle_lr(0.0, tc.lr)
+        stopped = False
+        while True:
+            if self._stop.is_set():
+                stopped = True
+                break
+            if not self._resume.is_set():
+                t_pause = time.perf_counter()
+                self._resume.wait()
+                paused += time.perf_counter() - t_pause
+                continue
+            elapsed = time.perf_counter() - t0 - paused
+            if tc.steps is not None and self._step >= tc.steps:
+                break
+            if tc.time_limit is not None and elapsed >= tc.time_limit:
+                break
+            note = self._apply_pending()
+            message = f"{message} {note}".strip()
+            frac = 0.0
+            if tc.steps is not None:
+                frac = self._step / tc.steps
+            if tc.time_limit is not None:
+                frac = max(frac, elapsed / tc.time_limit)
+            lr = one_cycle_lr(frac, tc.lr)
+            x, y = self._sampler.draw(self._batch_size, self._rng)
+            t_step = time.perf_counter()
+            try:
+                loss = self._train_step(opt, scaler, x, y, lr)
+            except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+                if not is_oom(exc):
+                    raise
+                opt.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if self._batch_size == 1:
+                    raise DeviceError(
+                        f"Not enough memory on {dev} even for one {tc.patch_size}-pixel patch. "
+                        "Use a smaller patch size, a smaller model, or the CPU."
+                    ) from None
+                self._batch_size = max(1, self._batch_size // 2)
+                message = f"{message} Out of memory: batch size halved to {self._batch_size}."
+                message = message.strip()
+                continue
+            dt = time.perf_counter() - t_step
+            self._step += 1
+            self._elapsed = time.perf_counter() - t0 - paused
+            rate = len(x) / dt if rate == 0.0 else 0.8 * rate + 0.2 * len(x) / dt
+            sec_per_step = dt if sec_per_step is None else 0.8 * sec_per_step + 0.2 * dt
+            if math.isnan(loss):
+                message = f"{message} Step skipped: the loss was not a number.".strip()
+            else:
+                self._last_loss = loss
+                self._ema = _EMA * self._ema + (1 - _EMA) * loss
+                self._ema_n += 1
+                smooth = self._ema / (1 - _EMA**self._ema_n)
+                if smooth < self._best_loss:
+                    snap = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                    with self._lock:
+                        self._best_state, self._best_loss = snap, smooth
+                        self._best_step = self._step
+            yield self._progress(lr, rate, sec_per_step, message)
+            message = ""
+        self._elapsed = time.perf_counter() - t0 - paused
+        final = self._progress(lr, rate, sec_per_step, message, done=True, stopped=stopped)
+        yield final
+        return self.result()
+
+    def _progress(self, lr: float, rate: float, sec_per_step: float | None, message: str,
+                  done: bool = False, stopped: bool = False) -> TrainProgress:
+        tc = self.train_config
+        etas = []
+        if tc.steps is not None and sec_per_step is not None:
+            etas.append(max(0, tc.steps - self._step) * sec_per_step)
+        if tc.time_limit is not None:
+            etas.append(max(0.0, tc.time_limit - self._elapsed))
+        eta = 0.0 if done else (min(etas) if etas else None)
+        return TrainProgress(
+            step=self._step, total_steps=tc.steps, loss=self._last_loss, lr=lr,
+            elapsed=self._elapsed, samples_per_s=rate, device=str(self.device), eta=eta,
+            best_loss=self._best_loss, done=done, stopped=stopped, message=message,
+        )
+
+    # ------------------------------------------------------------------ results
+    def result(self) -> TrainedModel:
+        """The best model so far (lowest smoothed loss), as a CPU copy (thread-safe).
+
+        Before the first step this is the initial (or ``init``) model.
+        """
+        with self._lock:
+            state = self._best_state
+            best_loss, best_step = self._best_loss, self._best_step
+        if state is None:
+            state = self.model.state_dict()
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        tc = self.train_config
+        record: dict[str, Any] = {
+            "steps": self._step,
+            "best_step": best_step,
+            "seconds": round(self._elapsed, 3),
+            "seed": tc.seed,
+            "device": str(self.device),
+            "decoder": self.model_config.decoder,
+            "data_shapes": [list(s) for s in self._data.shapes],
+            "labeled_pixels": [int(c) for c in self._data.class_counts],
+            "final_loss": None if math.isnan(self._last_loss) else self._last_loss,
+            "best_loss": None if math.isinf(best_loss) else best_loss,
+            "batch_size": self._batch_size,
+            "train_config": tc.to_dict(),
+            "runtime": dict(self._runtime),
+            "versions": _versions(),
+            "created": now_iso(),
+        }
+        if self.class_names:
+            record["class_names"] = list(self.class_names)
+        if self._init_record is not None:
+            record["init_from"] = self._init_record.get("created", "a saved model")
+            record["init_steps"] = self._init_record.get("steps")
+        return TrainedModel(self.model_config, weights, dict(self.normalization), record)
+
+    def preview(self, image: np.ndarray, tile: TileConfig | None = None) -> np.ndarray:
+        """Class ids (1..K) for one 2D image/slice with the current weights.
+
+        Call only from the thread that iterates :meth:`run` (between two yields).
+        """
+        from .infer import iter_predict_module
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            gen = iter_predict_module(self.model, self.model_config, self.normalization, image,
+                                      tile=tile, device=self.device)
+            while True:
+                try:
+                    next(gen)
+                except StopIteration as fin:
+                    return fin.value.labels
+        finally:
+            self.model.train(was_training)
+
+
+def iter_train(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    **kwargs: Any,
+) -> Generator[TrainProgress, None, TrainedModel]:
+    """Generator form of :class:`Trainer`: ``yield from`` it, its return value is the model.
+
+    Keyword arguments go to :class:`Trainer` (``init``, ``reinit_head``, ``decoder``...).
+    """
+    trainer = Trainer(pairs, model_config, train_config, **kwargs)
+    return (yield from trainer.run())
+
+
+def drain(gen: Iterator[TrainProgress]) -> Any:
+    """Exhaust a progress generator and return its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as fin:
+            return fin.value
