@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 MAX_CHANNELS = 4
-_STATS_PIXELS = 1 << 20  # percentiles are estimated on at most ~1 Mpixel per plane
+_STATS_PIXELS = 1 << 18  # percentiles are estimated on at most ~260 kpixels per plane
 _MAX_COORDS = 200_000  # per class and sample, to bound memory for dense masks
 
 
@@ -83,8 +83,14 @@ def apply_stats(block: Any, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
     out = np.empty((arr.shape[2], arr.shape[0], arr.shape[1]), dtype=np.float32)
+    precise = arr.dtype.itemsize > 2 and arr.dtype != np.float32  # e.g. float64, int32
     for c in range(arr.shape[2]):
-        out[c] = (arr[..., c].astype(np.float64) - lo[c]) / scale[c]
+        if precise:  # subtract in float64 so large offsets keep small differences
+            out[c] = (arr[..., c] - lo[c]) / scale[c]
+        else:
+            out[c] = arr[..., c]
+            out[c] -= np.float32(lo[c])
+            out[c] /= np.float32(scale[c])
     return out
 
 

@@ -215,12 +215,16 @@ def iter_predict_module(
             rows = min(n_rows, h - base)
             if rows <= 0:
                 return
-            p = acc[:, :rows, :w] / wsum[None, :rows, :w]
-            dest = (slice(base, base + rows), slice(None)) if squeeze else (
-                zi, slice(base, base + rows), slice(None))
-            labels[dest] = np.argmax(p, axis=0) + 1
-            if probs is not None:
-                probs[(slice(None), *dest)] = p
+            p = acc[:, :rows, :w]
+            p /= wsum[None, :rows, :w]
+            for r0 in range(0, rows, 32):  # small chunks keep argmax temporaries small
+                r1 = min(rows, r0 + 32)
+                ids = np.argmax(p[:, r0:r1], axis=0)
+                ids += 1
+                rs = slice(base + r0, base + r1)
+                labels[rs if squeeze else (zi, rs)] = ids
+                if probs is not None:
+                    probs[(slice(None), rs) if squeeze else (slice(None), zi, rs)] = p[:, r0:r1]
 
         for y0 in ys:
             if y0 > base:  # rows above y0 get no more contributions: finish them
