@@ -1,0 +1,60 @@
+"""Helpers of the GUI tests: tiny settings, hashing, sample layers, waiting."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_unet_studio._sample_data import MULTICLASS_CLASSES, make_multiclass
+
+SIZE = 64  # tiny images keep each training step well under a second on 2 cores
+
+
+def tiny_settings(widget, steps: int = 4) -> None:
+    """A very small network and few steps so that a training run takes seconds."""
+    mp = widget.model_panel
+    mp.steps.setValue(steps)
+    mp.patch_size.setValue(32)
+    mp.batch_size.setValue(1)
+    mp.width.setValue(4)
+    mp.depth.setValue(2)
+    mp.tile.setValue(64)
+    mp.preview_interval.setValue(3.0)
+
+
+def digest(array) -> str:
+    """Hash of an array's bytes, shape and dtype (to prove it was not modified)."""
+    a = np.ascontiguousarray(np.asarray(array))
+    return hashlib.sha256(a.tobytes() + str((a.shape, a.dtype)).encode()).hexdigest()
+
+
+@dataclass
+class Notes:
+    """Notifications recorded instead of shown."""
+
+    errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    infos: list = field(default_factory=list)
+
+
+def add_shapes(viewer, size: int = SIZE):
+    """The generated RGB sample at a tiny size: returns (image layer, scribbles layer)."""
+    image, scribbles, _ = make_multiclass(size=size, seed=1)
+    img = viewer.add_image(image, name="shapes", rgb=True)
+    lab = viewer.add_labels(
+        scribbles, name="scribbles", metadata={"class_names": list(MULTICLASS_CLASSES)}
+    )
+    return img, lab
+
+
+def wait_training_done(qtbot, widget, timeout: int = 60000) -> None:
+    """Wait until the training worker has finished and the GUI is unlocked."""
+    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=timeout)
+    assert widget.train_panel.train_button.isEnabled()
+
+
+def wait_prediction_done(qtbot, widget, timeout: int = 30000) -> None:
+    """Wait until the prediction worker has finished."""
+    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=timeout)
