@@ -273,6 +273,7 @@ def iter_predict(
     device: str | torch.device = "auto",
     slices: Any = None,
     stop: threading.Event | None = None,
+    threads: int | None = None,
 ) -> Generator[PredictProgress, None, PredictResult]:
     """Predict class ids (and optionally probabilities) tile by tile.
 
@@ -293,6 +294,8 @@ def iter_predict(
         Stacks only: which slices to predict (``None``: all). An int returns 2D output.
     stop : threading.Event, optional
         Set it to cancel; the result then has ``cancelled=True``.
+    threads : int, optional
+        Torch CPU threads (see :func:`~napari_unet_studio.core.device.prepare_runtime`).
 
     Yields
     ------
@@ -304,7 +307,7 @@ def iter_predict(
     PredictResult
         As the generator's return value (``StopIteration.value``).
     """
-    prepare_runtime()
+    prepare_runtime(threads)
     dev = resolve_device(device)
     net = model.build(dev)
     return (yield from iter_predict_module(
@@ -322,10 +325,11 @@ def predict_image(
     device: str | torch.device = "auto",
     slices: Any = None,
     stop: threading.Event | None = None,
+    threads: int | None = None,
 ) -> PredictResult:
-    """Non-generator wrapper of :func:`iter_predict`."""
+    """Non-generator wrapper of :func:`iter_predict` (same arguments)."""
     gen = iter_predict(model, image, tile=tile, probabilities=probabilities, device=device,
-                       slices=slices, stop=stop)
+                       slices=slices, stop=stop, threads=threads)
     while True:
         try:
             next(gen)

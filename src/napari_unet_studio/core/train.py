@@ -121,6 +121,9 @@ class Trainer:
         ``init`` (the architecture of ``init`` is kept).
     class_names : sequence of str, optional
         Names of classes 1..K, stored in the model record.
+    threads : int, optional
+        Torch CPU threads while training (default: see
+        :func:`~napari_unet_studio.core.device.prepare_runtime`).
 
     Raises
     ------
@@ -141,6 +144,7 @@ class Trainer:
         decoder: str | None = None,
         arch: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
+        threads: int | None = None,
     ) -> None:
         from .model import build_model
 
@@ -179,6 +183,7 @@ class Trainer:
         self._batch_size = int(tc.batch_size)
         self._runtime: dict[str, object] = {}
         self._started = False
+        self._threads = threads
 
     # ------------------------------------------------------------------ set-up
     def _resolve_config(
@@ -330,7 +335,7 @@ class Trainer:
         if self._started:
             raise RuntimeError("Trainer.run() can only be used once; create a new Trainer.")
         self._started = True
-        self._runtime = prepare_runtime()
+        self._runtime = prepare_runtime(self._threads)
         tc = self.train_config
         dev = str(self.device)
         opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)

@@ -1,0 +1,259 @@
+"""Trainer: learns, is reproducible, stops/pauses/takes new labels, continues, survives OOM."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet_studio.core.checkpoint import TrainedModel
+from napari_unet_studio.core.config import ModelConfig, TrainConfig
+from napari_unet_studio.core.errors import DataError, DeviceError
+from napari_unet_studio.core.train import Trainer, TrainProgress, iter_train, one_cycle_lr
+
+SMALL = ModelConfig(depth=1, width=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads; spinning threads stall on a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _task(size: int = 40, seed: int = 0):
+    """Bright disk on noise; sparse scribbles (about 3 % of pixels) for 2 classes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disk = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2
+    image = (rng.normal(0, 0.3, (size, size)) + disk).astype(np.float32)
+    labels = np.zeros((size, size), np.uint8)
+    labels[::6, ::4] = np.where(disk[::6, ::4], 2, 1)
+    return image, labels, disk
+
+
+def _tc(**kw) -> TrainConfig:
+    base = {"steps": 10, "patch_size": 16, "batch_size": 2, "device": "cpu", "seed": 0}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _drain(gen):
+    reports = []
+    while True:
+        try:
+            reports.append(next(gen))
+        except StopIteration as fin:
+            return reports, fin.value
+
+
+def test_one_cycle_schedule_shape():
+    lrs = [one_cycle_lr(f, 1.0) for f in np.linspace(0, 1, 101)]
+    assert lrs[0] == pytest.approx(0.04) and max(lrs) == pytest.approx(1.0, abs=0.01)
+    assert lrs[-1] == pytest.approx(0.01) and np.argmax(lrs) == 10
+
+
+def test_loss_decreases_and_model_segments_the_disk():
+    image, labels, disk = _task(48)
+    cfg = ModelConfig(depth=2, width=8)
+    trainer = Trainer([(image, labels)], cfg, _tc(steps=40, patch_size=32, batch_size=4, lr=5e-3))
+    reports, model = _drain(trainer.run())
+    losses = [r.loss for r in reports[:-1]]
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    assert reports[-1].done and not reports[-1].stopped and reports[-1].step == 40
+    assert isinstance(model, TrainedModel) and model.record["steps"] == 40
+    assert all(v.device.type == "cpu" for v in model.state_dict.values())
+    pred = trainer.preview(image)
+    assert pred.shape == image.shape and set(np.unique(pred)) <= {1, 2}
+    assert (pred == disk + 1).mean() > 0.85
+
+
+def test_progress_fields():
+    image, labels, _ = _task()
+    reports, _ = _drain(Trainer([(image, labels)], SMALL, _tc(steps=3)).run())
+    assert [r.step for r in reports] == [1, 2, 3, 3]
+    first: TrainProgress = reports[0]
+    assert first.total_steps == 3 and first.device == "cpu" and first.samples_per_s > 0
+    assert first.eta is not None and first.lr > 0 and np.isfinite(first.best_loss)
+    assert reports[-1].eta == 0.0
+
+
+def test_seeded_runs_are_identical_and_seeds_matter():
+    image, labels, _ = _task()
+
+    def weights(seed):
+        model = iter_train([(image, labels)], SMALL, _tc(steps=5, seed=seed))
+        _, result = _drain(model)
+        return result.state_dict
+
+    a, b, c = weights(1), weights(1), weights(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_model_config_is_derived_from_the_data():
+    rgb = np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.uint8)
+    lab = np.zeros((32, 32), np.uint8)
+    lab[2, :10], lab[20, :10], lab[30, :5] = 1, 2, 3
+    t = Trainer([(rgb, lab)], None, _tc(steps=1), arch={"depth": 1, "width": 4},
+                decoder="nearest", class_names=["bg", "a", "b"])
+    assert (t.model_config.in_channels, t.model_config.num_classes) == (3, 3)
+    assert t.model_config.decoder == "nearest" and t.model_config.depth == 1
+    with pytest.raises(DataError, match="use class 3"):
+        Trainer([(rgb, lab)], ModelConfig(in_channels=3, num_classes=2), _tc())
+    with pytest.raises(DataError, match="channel"):
+        Trainer([(rgb, lab)], ModelConfig(in_channels=1, num_classes=3), _tc())
+    _, model = _drain(t.run())
+    assert model.record["class_names"] == ["bg", "a", "b"]
+
+
+def test_time_limit_and_stop():
+    image, labels, _ = _task()
+    t0 = time.perf_counter()
+    reports, model = _drain(Trainer([(image, labels)], SMALL,
+                                    _tc(steps=None, time_limit=0.5)).run())
+    assert 0.4 < time.perf_counter() - t0 < 5
+    assert reports[-1].done and reports[-1].total_steps is None and model.record["steps"] > 0
+    trainer = Trainer([(image, labels)], SMALL, _tc(steps=1000))
+    reports = []
+    for r in trainer.run():
+        reports.append(r)
+        if r.step == 3:
+            trainer.stop()
+    assert reports[-1].done and reports[-1].stopped and reports[-1].step == 3
+
+
+def test_pause_blocks_between_steps_and_resume_continues():
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc(steps=100000))
+    steps: list[int] = []
+    worker = threading.Thread(target=lambda: steps.extend(r.step for r in trainer.run()))
+    worker.start()
+    try:
+        deadline = time.time() + 20
+        while len(steps) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        trainer.pause()
+        time.sleep(0.3)
+        frozen = len(steps)
+        time.sleep(0.4)
+        assert len(steps) == frozen and trainer.paused
+        trainer.resume()
+        while len(steps) <= frozen + 1 and time.time() < deadline:
+            time.sleep(0.01)
+        assert len(steps) > frozen
+    finally:
+        trainer.stop()
+        worker.join(10)
+    assert not worker.is_alive()
+
+
+def test_stop_while_paused_ends_training():
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc(steps=1000))
+    gen = trainer.run()
+    next(gen)
+    trainer.pause()
+    threading.Timer(0.2, trainer.stop).start()
+    reports, _ = _drain(gen)
+    assert reports[-1].stopped
+
+
+def test_update_data_takes_new_labels_and_skips_bad_ones():
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc(steps=6))
+    gen = trainer.run()
+    next(gen)
+    trainer.update_data([(image, np.ones_like(labels))])  # only one class: skipped
+    assert "Only one class" in next(gen).message
+    three = labels.copy()
+    three[0, :5] = 3
+    trainer.update_data([(image, three)])  # more classes than the model has: skipped
+    assert "class 3" in next(gen).message
+    more = labels.copy()
+    more[1, :] = 1
+    trainer.update_data([(image, more)])
+    assert "updated labels" in next(gen).message
+    reports, model = _drain(gen)
+    assert reports[-1].done and model.record["labeled_pixels"][0] == int((more == 1).sum())
+
+
+def test_continue_from_a_model_and_class_count_mismatch():
+    image, labels, _ = _task()
+    _, first = _drain(Trainer([(image, labels)], SMALL, _tc(steps=3)).run())
+    cont = Trainer([(image, labels)], None, _tc(steps=2), init=first)
+    assert cont.model_config == first.config
+    assert all(torch.equal(cont.model.state_dict()[k], v) for k, v in first.state_dict.items())
+    _, second = _drain(cont.run())
+    assert second.record["init_steps"] == 3
+    three = labels.copy()
+    three[0, :5] = 3
+    with pytest.raises(DataError, match="knows 2 classes"):
+        Trainer([(image, three)], None, _tc(), init=first)
+    fresh = Trainer([(image, three)], None, _tc(steps=2), init=first, reinit_head=True)
+    assert fresh.model_config.num_classes == 3
+    kept = [k for k in first.state_dict if not k.startswith("head")]
+    assert kept and all(torch.equal(fresh.model.state_dict()[k], first.state_dict[k])
+                        for k in kept)
+    _drain(fresh.run())
+    with pytest.raises(DataError, match="different architecture"):
+        Trainer([(image, labels)], ModelConfig(depth=2, width=4), _tc(), init=first)
+
+
+def test_out_of_memory_halves_the_batch_and_continues(monkeypatch):
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc(steps=3, batch_size=4))
+    original = trainer.model.forward
+    calls = {"n": 0}
+
+    def flaky(x):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return original(x)
+
+    monkeypatch.setattr(trainer.model, "forward", flaky)
+    reports, model = _drain(trainer.run())
+    assert any("batch size halved to 2" in r.message for r in reports)
+    assert reports[-1].step == 3 and model.record["batch_size"] == 2
+
+
+def test_out_of_memory_with_one_patch_is_a_clear_error(monkeypatch):
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc(batch_size=1))
+
+    def oom(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(trainer.model, "forward", oom)
+    with pytest.raises(DeviceError, match="Not enough memory"):
+        _drain(trainer.run())
+
+
+def test_other_errors_are_not_swallowed(monkeypatch):
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc())
+    monkeypatch.setattr(trainer.model, "forward", lambda x: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        _drain(trainer.run())
+
+
+def test_result_before_training_and_run_only_once():
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc(steps=1))
+    assert trainer.result().record["steps"] == 0
+    _drain(trainer.run())
+    with pytest.raises(RuntimeError, match="only be used once"):
+        next(trainer.run())
+
+
+def test_missing_device_is_reported_before_training(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    image, labels, _ = _task()
+    with pytest.raises(DeviceError, match="CUDA"):
+        Trainer([(image, labels)], SMALL, _tc(device="cuda"))
