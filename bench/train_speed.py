@@ -152,14 +152,19 @@ def main() -> None:
             }
         )
     ratio = rows[0]["samples_per_s"] / rows[1]["samples_per_s"]
-    print(f"batch {args.batch}, patch {args.patch}x{args.patch}, width {args.width}, "
-          f"upsample {args.upsample}, {args.repeats} interleaved repeats of {args.steps} steps; "
-          f"matmul peak {peak:.1f} GFLOP/s")
-    print(f"{'model':22s} {'params':>9s} {'ms/step':>9s} {'samples/s':>10s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    print(
+        f"batch {args.batch}, patch {args.patch}x{args.patch}, width {args.width}, "
+        f"upsample {args.upsample}, {args.repeats} interleaved repeats of {args.steps} steps; "
+        f"matmul peak {peak:.1f} GFLOP/s"
+    )
+    head = ("model", "params", "ms/step", "samples/s", "GFLOP/s", "of peak")
+    print("{:22s} {:>9s} {:>9s} {:>10s} {:>8s} {:>8s}".format(*head))
     for r in rows:
-        print(f"{r['model']:22s} {r['params']:9d} {1000 * r['s_per_step']:9.1f} "
-              f"{r['samples_per_s']:10.2f} {r['gflops_per_s']:8.1f} "
-              f"{100 * r['fraction_of_matmul_peak']:7.1f}%")
+        print(
+            f"{r['model']:22s} {r['params']:9d} {1000 * r['s_per_step']:9.1f} "
+            f"{r['samples_per_s']:10.2f} {r['gflops_per_s']:8.1f} "
+            f"{100 * r['fraction_of_matmul_peak']:7.1f}%"
+        )
     print(f"throughput ratio (ours / MONAI): {ratio:.3f}")
     RESULTS.mkdir(exist_ok=True)
     out = {
