@@ -23,6 +23,7 @@ from .errors import DataError
 
 __all__ = [
     "MAX_CHANNELS",
+    "MAX_CLASSES",
     "Sample",
     "TrainingData",
     "PatchSampler",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 MAX_CHANNELS = 4
+MAX_CLASSES = 255
 _STATS_PIXELS = 1 << 18  # percentiles are estimated on at most ~260 kpixels per plane
 _MAX_COORDS = 200_000  # per class and sample, to bound memory for dense masks
 
@@ -237,6 +239,14 @@ class TrainingData:
             )
         assert self.in_channels is not None
         self.num_classes = int(max(int(p[1].max()) for p in planes))
+        if self.num_classes > MAX_CLASSES:
+            found = len(np.unique(np.concatenate([np.unique(p[1]) for p in planes])))
+            raise DataError(
+                f"The labels contain {found} different values (up to {self.num_classes}); "
+                f"at most {MAX_CLASSES} classes are supported. Did you choose the image or "
+                "an instance segmentation (one number per object) as labels? Paint classes "
+                "1, 2, ... instead."
+            )
         for plane_img, plane_lab, tag in planes:
             if plane_img.dtype.kind not in "buif":
                 raise DataError(f"The image{tag} has type {plane_img.dtype}; it must be numeric.")

@@ -1,0 +1,80 @@
+"""Headless API: train -> save -> load -> predict, and the lazy package exports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import napari_unet_studio as nus
+from napari_unet_studio.core.config import ModelConfig, TileConfig, TrainConfig
+from napari_unet_studio.core.errors import DataError, ModelFileError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _task():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:40, :40]
+    disk = (yy - 20) ** 2 + (xx - 20) ** 2 < 100
+    image = (rng.normal(0, 0.3, (40, 40)) + disk).astype(np.float32)
+    labels = np.zeros((40, 40), np.uint8)
+    labels[::6, ::4] = np.where(disk[::6, ::4], 2, 1)
+    return image, labels
+
+
+SMALL = ModelConfig(depth=1, width=4)
+FAST = TrainConfig(steps=4, patch_size=16, batch_size=2, device="cpu")
+
+
+def test_lazy_exports():
+    assert nus.train is nus._api.train and nus.predict is nus._api.predict
+    assert nus.load_model is nus._api.load_model and nus.save_model is nus._api.save_model
+    assert nus.TrainedModel.__name__ == "TrainedModel"
+
+
+def test_train_save_load_predict_round_trip(tmp_path):
+    image, labels = _task()
+    model = nus.train(image, labels, model_config=SMALL, train_config=FAST, steps=5, seed=3,
+                      class_names=["background", "cell"])
+    assert model.record["steps"] == 5 and model.record["seed"] == 3
+    assert model.config.num_classes == 2
+    path = tmp_path / "model.pt"
+    nus.save_model(model, path)
+    tile = TileConfig(tile=16, overlap=0.25)
+    direct = nus.predict(model, image, tile=tile, device="cpu")
+    from_file = nus.predict(str(path), image, tile=tile, device="cpu")
+    np.testing.assert_array_equal(direct, from_file)
+    assert direct.shape == (40, 40) and direct.dtype == np.uint8
+    assert set(np.unique(direct)) <= {1, 2}
+    labels_out, probs = nus.predict(path, image, tile=tile, probabilities=True)
+    np.testing.assert_array_equal(labels_out, direct)
+    assert probs.shape == (2, 40, 40) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    assert nus.load_model(path).class_names == ["background", "cell"]
+
+
+def test_pairs_decoder_time_limit_and_continue(tmp_path):
+    image, labels = _task()
+    decoder = nus.list_decoders()[-1]
+    model = nus.train([(image, labels), (image.T.copy(), labels.T.copy())],
+                      train_config=FAST, decoder=decoder, time_limit=0.3, progress=True)
+    assert model.config.decoder == decoder and model.record["steps"] >= 1
+    assert model.record["train_config"]["steps"] is None
+    nus.save_model(model, tmp_path / "m.pt")
+    more = nus.train(image, labels, train_config=FAST, init=tmp_path / "m.pt")
+    assert more.config == model.config and "init_from" in more.record
+
+
+def test_api_errors_are_clear(tmp_path):
+    image, labels = _task()
+    with pytest.raises(DataError, match="No labels"):
+        nus.train(image, np.zeros_like(labels), train_config=FAST)
+    with pytest.raises(ModelFileError, match="No model file"):
+        nus.predict(tmp_path / "missing.pt", image)
