@@ -146,3 +146,18 @@ def test_python_dash_m_works_without_traceback(files):
         capture_output=True, text=True, env=env, timeout=120)
     assert failed.returncode != 0
     assert failed.stderr.strip().count("\n") == 0 and "Traceback" not in failed.stderr
+
+
+def test_predict_stack_from_compressed_and_plain_tiffs(files, capsys):
+    model = files["dir"] / "model.pt"
+    assert main(["train", "--image", str(files["img"]), "--labels", str(files["lab"]),
+                 "--out", str(model), "--steps", "2", *FAST]) == 0
+    stack = np.stack([tifffile.imread(files["img"])] * 3)
+    for name, compression in [("plain", None), ("zlib", "zlib")]:
+        src, out = files["dir"] / f"{name}.tif", files["dir"] / f"{name}_pred.tif"
+        tifffile.imwrite(src, stack, compression=compression)
+        assert main(["predict", "--model", str(model), "--image", str(src), "--out", str(out),
+                     "--quiet"]) == 0
+        pred = tifffile.imread(out)
+        assert pred.shape == (3, 48, 48) and pred.min() >= 1 and pred.max() <= 2
+        assert (pred[0] == pred[2]).all()

@@ -70,11 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_tiff(path: str) -> Any:
+def _read_tiff(path: str, lazy: bool = False) -> Any:
+    """Read a TIFF; with ``lazy``, memory-map it when possible (uncompressed files)."""
     import tifffile
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"No such file: '{path}'")
+    if lazy:
+        try:
+            return tifffile.memmap(path, mode="r")
+        except (ValueError, TypeError, OSError):  # compressed or tiled: read it all
+            pass
     return tifffile.imread(path)
 
 
@@ -157,7 +163,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .core.infer import iter_predict
 
     model = load_model(args.model)
-    image = _read_tiff(args.image)
+    image = _read_tiff(args.image, lazy=True)
     tile_fields = {}
     if args.tile is not None:
         tile_fields["tile"] = args.tile

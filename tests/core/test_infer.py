@@ -26,6 +26,14 @@ from napari_unet_studio.core.model import build_model
 NORM = {"method": "percentile", "low": 1.0, "high": 99.8}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class ConstantLogits(nn.Module):
     def __init__(self, logits):
         super().__init__()

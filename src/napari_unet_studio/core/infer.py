@@ -165,7 +165,9 @@ def iter_predict_module(
     ``net`` must already be on ``device`` and in eval mode.
     """
     tile = tile or TileConfig()
-    device = device or next(net.parameters()).device
+    if device is None:
+        tensors = [*net.parameters(), *net.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
     k = int(config.num_classes)
     spatial, channel_last = _layout(tuple(np.shape(image)), int(config.in_channels))
     if len(spatial) == 3:

@@ -290,7 +290,7 @@ class Trainer:
         self._weights = self._class_weight_tensor(data)
         with self._lock:  # the loss now measures something else: restart "best" tracking
             self._best_loss = math.inf
-        self._ema_n = 0
+        self._ema, self._ema_n = 0.0, 0
         return f"Using updated labels ({data.labeled_pixels} painted pixels)."
 
     # ------------------------------------------------------------------ training
