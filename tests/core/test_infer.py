@@ -9,6 +9,8 @@ import dask.array as da
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from napari_unet_studio.core.checkpoint import TrainedModel
@@ -63,6 +65,29 @@ def test_positions_cover_the_axis_with_overlap():
         assert covered[:size].all() and pos[0] == 0
         assert pos[-1] + tile == max(size, tile)
         assert all(b - a <= tile - ov for a, b in zip(pos, pos[1:]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 600), tile=st.integers(8, 128), frac=st.floats(0, 0.49))
+def test_positions_property(size, tile, frac):
+    ov = int(round(frac * tile))
+    pos = tile_positions(size, tile, ov)
+    assert pos[0] == 0 and pos[-1] + tile == max(size, tile)
+    assert pos == sorted(set(pos))
+    assert all(b - a <= max(1, tile - ov) for a, b in zip(pos, pos[1:]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 90), w=st.integers(1, 90), tile=st.sampled_from([8, 16, 24]),
+       frac=st.sampled_from([0.0, 0.125, 0.25, 0.4]))
+def test_uniform_output_for_any_shape_property(h, w, tile, frac):
+    logits = [0.5, -1.0, 2.0]
+    res, _ = _run(ConstantLogits(logits), ModelConfig(num_classes=3),
+                  np.random.default_rng(0).random((h, w)), probabilities=True,
+                  tile=TileConfig(tile=tile, overlap=frac, batch_size=5))
+    expected = torch.softmax(torch.tensor(logits), 0).numpy()
+    assert res.probabilities.shape == (3, h, w) and (res.labels == 3).all()
+    assert np.abs(res.probabilities - expected[:, None, None]).max() < 1e-6
 
 
 def test_window_is_positive_symmetric_and_ramps():

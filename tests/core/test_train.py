@@ -201,6 +201,8 @@ def test_continue_from_a_model_and_class_count_mismatch():
     assert kept and all(torch.equal(fresh.model.state_dict()[k], first.state_dict[k])
                         for k in kept)
     _drain(fresh.run())
+    same = Trainer([(image, labels)], None, _tc(), init=first, reinit_head=True)
+    assert not torch.equal(same.model.state_dict()["head.weight"], first.state_dict["head.weight"])
     with pytest.raises(DataError, match="different architecture"):
         Trainer([(image, labels)], ModelConfig(depth=2, width=4), _tc(), init=first)
 

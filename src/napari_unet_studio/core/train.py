@@ -226,6 +226,8 @@ class Trainer:
         own = model.state_dict()
         src = init.state_dict
         fits = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+        if reinit_head:  # a fresh output layer even when the class count is unchanged
+            fits = {k: v for k, v in fits.items() if not k.startswith("head.")}
         if not reinit_head and (len(fits) != len(own) or len(src) != len(own)):
             raise DataError(
                 "The model you continue from has a different architecture (decoder, depth, "
