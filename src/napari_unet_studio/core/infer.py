@@ -237,8 +237,8 @@ def iter_predict_module(
                 wsum[: t - d] = wsum[d:]
                 wsum[t - d:] = 0
                 base = y0
-            band = read_band(plane, y0, lo, scale) if h >= t else _pad_end(
-                apply_stats(np.asarray(plane), lo, scale), (t, wp))
+            # images smaller than a tile go through read_band too: it checks NaN/inf/dtype
+            band = read_band(plane, y0, lo, scale)
             for b0 in range(0, len(xs), int(tile.batch_size)):
                 if stop is not None and stop.is_set():
                     cancelled = True
