@@ -12,7 +12,7 @@ import dataclasses
 import math
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -505,12 +505,3 @@ def iter_train(
     """
     trainer = Trainer(pairs, model_config, train_config, **kwargs)
     return (yield from trainer.run())
-
-
-def drain(gen: Iterator[TrainProgress]) -> Any:
-    """Exhaust a progress generator and return its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as fin:
-            return fin.value
