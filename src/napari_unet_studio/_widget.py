@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QGroupBox, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QComboBox, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from . import _widget_models as models_io
 from ._widget_common import friendly_message, notify_error, notify_info, notify_warning
@@ -123,11 +123,18 @@ class UNetStudioWidget(PredictionMixin, TrainingMixin, QWidget):
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        for combo in content.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(8)
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
-        self.setMinimumWidth(360)
+        scrollbar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(max(380, content.minimumSizeHint().width() + scrollbar + 4))
 
         tp, pp, mp = self.train_panel, self.predict_panel, self.models_panel
         tp.train_button.clicked.connect(self.start_training)
@@ -149,9 +156,7 @@ class UNetStudioWidget(PredictionMixin, TrainingMixin, QWidget):
         self._refresh_layers()
 
         self.destroyed.connect(functools.partial(_on_destroyed, self.state))
-        window = getattr(getattr(napari_viewer, "window", None), "_qt_window", None)
-        if isinstance(window, QObject):
-            window.installEventFilter(self)
+        self._watched_window: QObject | None = None
         models_io.register_widget(self)
 
     # ------------------------------------------------------------ layers
@@ -242,6 +247,15 @@ class UNetStudioWidget(PredictionMixin, TrainingMixin, QWidget):
             self.shutdown()
         return False
 
+    def _watch_window(self) -> None:
+        """Follow the main window's close event once the widget is docked in it."""
+        window = self.window()
+        if window is not self and window is not self._watched_window:
+            if self._watched_window is not None:
+                self._watched_window.removeEventFilter(self)
+            window.installEventFilter(self)
+            self._watched_window = window
+
     def shutdown(self) -> None:
         """Stop training/prediction cleanly (closing the widget or the viewer)."""
         if self.closed:
@@ -258,6 +272,7 @@ class UNetStudioWidget(PredictionMixin, TrainingMixin, QWidget):
         if event.type() == QEvent.Type.ParentChange:
             if self.parent() is not None:
                 self._docked = True
+                self._watch_window()
             elif getattr(self, "_docked", False):
                 self.shutdown()
         return super().event(event)

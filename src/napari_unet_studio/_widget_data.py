@@ -59,17 +59,19 @@ class PairRow(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        top, bottom = QHBoxLayout(), QHBoxLayout()
+        top, middle, bottom = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         layout.addLayout(top)
+        layout.addLayout(middle)
         layout.addLayout(bottom)
         self.image = LayerCombo(viewer, Image, accept=is_user_image)
         self.labels = LayerCombo(viewer, Labels, accept=is_user_labels)
         self.image.setToolTip("The image to learn from.")
         self.labels.setToolTip("Your painted labels: 0 = unlabeled, 1, 2, ... = classes.")
-        top.addWidget(QLabel("Image"))
+        top.addWidget(_fixed_label("Image"))
         top.addWidget(self.image, 1)
-        bottom.addWidget(QLabel("Labels"))
-        bottom.addWidget(self.labels, 1)
+        middle.addWidget(_fixed_label("Labels"))
+        middle.addWidget(self.labels, 1)
+        bottom.addStretch(1)
         self.new_button = QPushButton("New scribble layer")
         self.new_button.setToolTip(
             "Add an empty labels layer matching the image, ready to paint (class 1)."
@@ -99,6 +101,12 @@ class PairRow(QWidget):
             if _fits(image, candidate):
                 self.labels.set_layer(candidate)
                 return
+
+
+def _fixed_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setFixedWidth(48)
+    return label
 
 
 def _fits(image: Image, labels: Labels) -> bool:

@@ -20,8 +20,8 @@ from superqt import QCollapsible
 from .core.config import NORMS, ModelConfig, TileConfig, TrainConfig
 
 ARCHITECTURES = (
-    (True, "U-Net (upsample step by step, with skip connections)"),
-    (False, "One-shot FCN (upsample once, no skips)"),
+    (True, "U-Net (skip connections)"),
+    (False, "One-shot FCN (no skips)"),
 )
 
 
@@ -38,7 +38,7 @@ def _device_choices() -> list[tuple[str, str]]:
 
     infos = describe_devices()
     best = infos[0].label if infos else "CPU"
-    return [("auto", f"auto (best available: {best})")] + [(d.name, d.label) for d in infos]
+    return [("auto", f"auto: {best}")] + [(d.name, d.label) for d in infos]
 
 
 class ModelPanel(QWidget):
@@ -125,7 +125,8 @@ class ModelPanel(QWidget):
         self.lr.setSingleStep(1e-3)
         self.lr.setValue(tdef.lr)
         self.seed = self._spin(0, 2**31 - 1, tdef.seed, "Random seed (same seed, same result).")
-        self.augment = QCheckBox("Augment (flips, rotations, intensity)")
+        self.augment = QCheckBox("Augment")
+        self.augment.setToolTip("Random flips, 90-degree rotations and intensity changes.")
         self.augment.setChecked(tdef.augment)
         self.tile = self._spin(16, 4096, tile.tile, "Tile edge for prediction (px).")
         self.preview_interval = QDoubleSpinBox()
@@ -144,7 +145,7 @@ class ModelPanel(QWidget):
             ("Seed", self.seed),
             ("", self.augment),
             ("Prediction tile", self.tile),
-            ("Live preview every", self.preview_interval),
+            ("Preview every", self.preview_interval),
         ):
             adv_form.addRow(label, widget)
         self.advanced.addWidget(adv)

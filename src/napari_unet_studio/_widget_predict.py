@@ -99,8 +99,16 @@ class PredictPanel(QWidget):
         self.scope.addItem("Whole image / all slices", WHOLE)
         self.scope.addItem("Current slice only", CURRENT)
         form.addRow("Predict", self.scope)
-        self.confidence_box = QCheckBox("Add a confidence layer (probability of the class)")
-        self.update_box = QCheckBox("Update the existing prediction layer instead of adding one")
+        self.confidence_box = QCheckBox("Add a confidence layer")
+        self.confidence_box.setToolTip(
+            "Also add an image layer with the probability of the predicted class (0-1): "
+            "low values show where the model hesitates and more labels help most."
+        )
+        self.update_box = QCheckBox("Update my last prediction layer")
+        self.update_box.setToolTip(
+            "Write into the newest prediction layer made by U-Net Studio for this image "
+            "instead of adding a new one. Your own layers are never overwritten."
+        )
         layout.addWidget(self.confidence_box)
         layout.addWidget(self.update_box)
         buttons = QHBoxLayout()

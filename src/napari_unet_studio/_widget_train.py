@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +96,11 @@ def train_worker(job: TrainJob) -> Generator[tuple[str, Any], None, None]:
             source = job.preview_source
             if job.live and source is not None and not progress.done and throttle.ready():
                 key, plane = source
-                yield PREVIEW, (key, np.asarray(trainer.preview(plane)))
+                started = time.monotonic()
+                prediction = np.asarray(trainer.preview(plane))
+                # previews may take at most about a quarter of the training time
+                throttle.interval = max(job.preview_interval, 3.0 * (time.monotonic() - started))
+                yield PREVIEW, (key, prediction)
         if model is None:
             model = trainer.result()
         source = job.preview_source
@@ -127,6 +132,12 @@ def _predict_plane(model: Any, plane: Any, device: Any) -> np.ndarray:
             return np.asarray(fin.value.labels)
 
 
+def _auto_locator() -> Any:
+    from matplotlib.ticker import AutoLocator
+
+    return AutoLocator()
+
+
 class LossPlot(QWidget):
     """Small matplotlib loss curve, redrawn at most twice a second."""
 
@@ -149,6 +160,18 @@ class LossPlot(QWidget):
         self.losses: list[float] = []
         self._throttle = Throttle(0.5)
         self.draw_count = 0
+        self._empty = self.axes.text(
+            0.5,
+            0.5,
+            "the loss curve appears here",
+            ha="center",
+            va="center",
+            color="#888888",
+            fontsize=8,
+            transform=self.axes.transAxes,
+        )
+        self.axes.set_xticks([])
+        self.axes.set_yticks([])
 
     def _style(self) -> None:
         self.figure.patch.set_facecolor("#262930")
@@ -179,7 +202,10 @@ class LossPlot(QWidget):
         if not self._throttle.ready(force):
             return
         self.line.set_data(self.steps, self.losses)
+        self._empty.set_visible(not self.steps)
         if self.steps:
+            self.axes.xaxis.set_major_locator(_auto_locator())
+            self.axes.yaxis.set_major_locator(_auto_locator())
             self.axes.set_xlim(0, max(self.steps[-1], 1))
             low, high = min(self.losses), max(self.losses)
             pad = 0.05 * (high - low or 1.0)
@@ -201,7 +227,11 @@ class TrainPanel(QWidget):
         )
         self.continue_box.setEnabled(False)
         layout.addWidget(self.continue_box)
-        self.live_box = QCheckBox("Live prediction while training (visible slice)")
+        self.live_box = QCheckBox("Live prediction while training")
+        self.live_box.setToolTip(
+            "Every few seconds, predict the slice you are looking at with the current "
+            "weights into the '<image> prediction' layer."
+        )
         self.live_box.setChecked(True)
         layout.addWidget(self.live_box)
         buttons = QHBoxLayout()
@@ -216,6 +246,7 @@ class TrainPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setFormat("step %v / %m")
         self.progress.setValue(0)
+        self.progress.setFormat("not started")
         layout.addWidget(self.progress)
         self.status = QLabel("Paint a few strokes of each class, then press Train.")
         self.status.setWordWrap(True)
@@ -242,6 +273,7 @@ class TrainPanel(QWidget):
 
     def show_progress(self, p: Any) -> None:
         """Show one :class:`~napari_unet_studio.core.train.TrainProgress`."""
+        self.progress.setFormat("step %v / %m")
         total = int(p.total_steps or max(p.step, 1))
         self.progress.setMaximum(total)
         self.progress.setValue(min(int(p.step), total))

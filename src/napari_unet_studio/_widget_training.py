@@ -64,6 +64,7 @@ class TrainingMixin:
         self._lock_for_training(True)
         self.train_panel.loss_plot.clear()
         self.train_panel.progress.setValue(0)
+        self.train_panel.progress.setFormat("starting...")
         self.train_panel.status.setText("Preparing the data and the network...")
         worker.start()
 

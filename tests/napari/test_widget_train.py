@@ -173,3 +173,37 @@ def test_closing_the_dock_widget_mid_training_stops_the_worker(studio, qtbot):
     viewer.window.remove_dock_widget(widget)
     qtbot.waitUntil(lambda: not worker.is_running, timeout=10000)
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10000)
+
+
+def test_stack_live_preview_follows_the_visible_slice_and_slice_prediction(studio, qtbot, notes):
+    viewer, widget = studio
+    rng = np.random.default_rng(0)
+    stack = rng.normal(0.2, 0.05, (3, 48, 48)).astype(np.float32)
+    stack[:, 10:30, 10:30] += 0.6
+    labels = np.zeros((3, 48, 48), np.uint8)
+    labels[1, 40:44, 5:40] = 1
+    labels[1, 15:25, 15:25] = 2
+    viewer.add_image(stack, name="stack")
+    lab = viewer.add_labels(labels, name="strokes")
+    before = digest(lab.data)
+    viewer.dims.set_current_step(0, 1)
+    widget.train_panel.train_button.click()
+    wait_training_done(qtbot, widget)
+    assert not notes.errors, notes.errors
+    live = viewer.layers["stack prediction"]
+    assert live.data.shape == (3, 48, 48)
+    assert live.data[1].min() >= 1 and not live.data[0].any() and not live.data[2].any()
+
+    pp = widget.predict_panel
+    pp.scope.setCurrentIndex(pp.scope.findData("current"))
+    viewer.dims.set_current_step(0, 2)
+    pp.predict_button.click()
+    wait_prediction_done(qtbot, widget)
+    pred = viewer.layers[-1]
+    assert pred.data.shape == (3, 48, 48)
+    assert pred.data[2].min() >= 1 and not pred.data[:2].any()
+    pp.scope.setCurrentIndex(pp.scope.findData("whole"))
+    pp.predict_button.click()
+    wait_prediction_done(qtbot, widget)
+    assert viewer.layers[-1].data.min() >= 1
+    assert digest(lab.data) == before

@@ -1,0 +1,139 @@
+"""Make the user-guide screenshots in docs/images/ by driving napari like a user.
+
+Run under a virtual display (about two minutes on a laptop CPU)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/make_screenshots.py
+
+It opens the nuclei sample, docks U-Net Studio, trains briefly, predicts, corrects and
+shows the model information, saving a screenshot of the whole window at each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication, QScrollArea
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def pump(seconds: float) -> None:
+    """Let Qt process events for ``seconds``."""
+    end = time.monotonic() + seconds
+    app = QApplication.instance()
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    """Process events until ``condition()`` or ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        pump(0.05)
+    if not condition():
+        raise SystemExit(f"timed out after {timeout} s")
+
+
+def shot(viewer: napari.Viewer, name: str) -> None:
+    """Save a screenshot of the whole window."""
+    pump(0.5)
+    path = OUT / name
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    sys.stdout.write(f"wrote {path}\n")
+
+
+def show_section(widget, panel) -> None:
+    """Scroll the dock so that ``panel`` is visible."""
+    scroll = widget.findChild(QScrollArea)
+    scroll.ensureWidgetVisible(panel, 0, 0)
+    pump(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Drive the GUI and write the PNG files."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=120, help="training steps")
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    viewer = napari.Viewer(show=True, title="napari - U-Net Studio")
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.window._qt_window.move(0, 0)
+    viewer.open_sample("napari-unet-studio", "nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-studio", "U-Net Studio")
+    viewer.layers["scribbles"].opacity = 0.9
+    viewer.reset_view()
+    shot(viewer, "01_sample_and_widget.png")
+
+    # model choice: show the decoder list's tooltip-free state and the advanced settings
+    mp = widget.model_panel
+    mp.decoder.setCurrentIndex(mp.decoder.findData("bilinear"))
+    mp.steps.setValue(args.steps)
+    mp.advanced.expand(animate=False)
+    mp.patch_size.setValue(96)
+    show_section(widget, mp)
+    shot(viewer, "02_model_settings.png")
+    mp.advanced.collapse(animate=False)
+
+    # train: screenshot while it runs (live prediction, progress, loss curve)
+    tp = widget.train_panel
+    viewer.layers.selection.active = viewer.layers["scribbles"]
+    viewer.layers["scribbles"].mode = "paint"
+    tp.train_button.click()
+    wait_for(lambda: widget.state.previews >= 2, timeout=600)
+    show_section(widget, tp)
+    shot(viewer, "03_training_live.png")
+    wait_for(lambda: widget.state.train_worker is None, timeout=900)
+    pump(1.0)
+    show_section(widget, tp)
+    shot(viewer, "04_training_done.png")
+
+    # predict into a new layer, with the confidence map
+    pp = widget.predict_panel
+    pp.confidence_box.setChecked(True)
+    pp.predict_button.click()
+    wait_for(lambda: widget.state.predict_worker is None, timeout=300)
+    viewer.layers["nuclei prediction"].visible = False
+    viewer.layers["scribbles"].visible = False
+    show_section(widget, pp)
+    shot(viewer, "05_prediction.png")
+
+    # correct a few pixels on the prediction and use them as labels
+    pred = next(ly for ly in viewer.layers if ly.name.startswith("nuclei prediction ("))
+    viewer.layers.selection.active = pred
+    fixed = np.array(pred.data)
+    fixed[200:215, 40:120] = 1
+    pred.data = fixed
+    pred.mode = "paint"
+    pred.selected_label = 1
+    pp.corrections_button.click()
+    viewer.layers["scribbles"].visible = True
+    show_section(widget, pp)
+    shot(viewer, "06_corrections.png")
+
+    # model information
+    show_section(widget, widget.models_panel)
+    shot(viewer, "07_model_info.png")
+
+    # the multi-class RGB sample with a fresh scribble layer in paint mode
+    viewer.layers.clear()
+    viewer.open_sample("napari-unet-studio", "multiclass")
+    widget.data_panel.rows[0].new_button.click()
+    viewer.reset_view()
+    show_section(widget, widget.data_panel)
+    shot(viewer, "08_multiclass_new_scribbles.png")
+
+    widget.shutdown()
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
