@@ -36,6 +36,7 @@ def _data(pairs, patch=16, norm=NORM) -> TrainingData:
         (np.zeros((40, 40)), np.ones((40, 40), np.uint8), "Only one class"),
         (np.zeros((40, 41)), _labels(), r"shape \(40, 41\).*\(40, 40\)"),
         (np.zeros((3, 40, 40)), _labels(), "last axis"),
+        (np.zeros((9, 40, 40)), _labels(), "labels must be a stack"),
         (np.zeros((40, 40, 7)), _labels(), "up to 4 channels"),
         (np.zeros((40, 40)), _labels().astype(np.float32) + 0.5, "non-integer"),
         (np.zeros((40, 40)), _labels().astype(np.int16) - 1, "negative"),

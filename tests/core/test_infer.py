@@ -176,8 +176,9 @@ def test_rgb_layout_and_channel_mismatch():
         _run(nn.Conv2d(1, 2, 1), ModelConfig(num_classes=2), rgb, tile=TileConfig(tile=16))
     bad = rgb[..., 0].astype(np.float32)
     bad[3, 3] = np.nan
-    with pytest.raises(DataError, match="NaN"):
-        _run(nn.Conv2d(1, 2, 1), ModelConfig(num_classes=2), bad, tile=TileConfig(tile=16))
+    for tile in (16, 64):  # several tiles, and an image smaller than one tile
+        with pytest.raises(DataError, match="NaN"):
+            _run(nn.Conv2d(1, 2, 1), ModelConfig(num_classes=2), bad, tile=TileConfig(tile=tile))
 
 
 def test_many_classes_give_uint16():

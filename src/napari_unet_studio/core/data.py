@@ -137,7 +137,8 @@ def _channels_of(image_shape: tuple, labels_shape: tuple, where: str) -> int:
         return int(image_shape[-1])
     hint = ""
     if len(image_shape) == len(labels_shape) + 1 and tuple(image_shape[1:]) == tuple(labels_shape):
-        hint = " Channels must be the last axis (Y, X, C)."
+        hint = (" Channels must be the last axis (Y, X, C)." if image_shape[0] <= MAX_CHANNELS
+                else " For a stack, the labels must be a stack of the same size (Z, Y, X).")
     raise DataError(
         f"The image{where} has shape {tuple(image_shape)} but its labels have shape "
         f"{tuple(labels_shape)}; they must cover the same pixels (the image may have one "
