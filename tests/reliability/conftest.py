@@ -1,0 +1,157 @@
+"""Fixtures of the reliability tests: recorded notifications, a docked widget, model files."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+from rel_helpers import Evil, EvilSystem, Notes, tiny_trained_model
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(monkeypatch):
+    """One torch thread: on a busy 2-core machine spinning OpenMP threads make tiny
+    convolutions 20x slower (200 slices of 16x16: 18 s instead of 0.8 s). Restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("NAPARI_UNET_STUDIO_THREADS", "1")
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def notes(monkeypatch) -> Notes:
+    """Record napari notifications (the widget and the reader call ``show_*`` at call time)."""
+    from napari.utils import notifications
+
+    rec = Notes()
+    monkeypatch.setattr(notifications, "show_error", lambda m: rec.errors.append(str(m)))
+    monkeypatch.setattr(notifications, "show_warning", lambda m: rec.warnings.append(str(m)))
+    monkeypatch.setattr(notifications, "show_info", lambda m: rec.infos.append(str(m)))
+    return rec
+
+
+def tiny_widget_settings(widget, steps: int = 2) -> None:
+    """A tiny network and few steps: a training run takes about a second."""
+    mp = widget.model_panel
+    mp.steps.setValue(steps)
+    mp.patch_size.setValue(32)
+    mp.batch_size.setValue(2)
+    mp.width.setValue(4)
+    mp.depth.setValue(2)
+    mp.tile.setValue(32)
+    mp.preview_interval.setValue(3.0)
+    mp.device.setCurrentIndex(max(0, mp.device.findData("cpu")))
+
+
+@pytest.fixture
+def studio(make_napari_viewer, qtbot, notes):
+    """``(viewer, widget)``: the dock widget in a viewer, tiny settings, workers joined after."""
+    from napari_unet_studio._widget import UNetStudioWidget
+
+    viewer = make_napari_viewer()
+    widget = UNetStudioWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="U-Net Studio")
+    tiny_widget_settings(widget)
+    yield viewer, widget
+    widget.shutdown()
+    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=15000)
+    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=15000)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """A good model file and every kind of bad one, keyed by kind; plus the marker path."""
+    import torch
+
+    from napari_unet_studio.core.checkpoint import FORMAT_VERSION
+
+    d = tmp_path_factory.mktemp("models")
+    files = {}
+    good = d / "good.pt"
+    tiny_trained_model(1, 2).save(good)
+    files["good"] = good
+    rgb = d / "rgb3.pt"
+    tiny_trained_model(3, 3).save(rgb)
+    files["rgb_3_classes"] = rgb
+    raw = good.read_bytes()
+    (d / "empty.pt").write_bytes(b"")
+    files["empty"] = d / "empty.pt"
+    (d / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    files["truncated"] = d / "truncated.pt"
+    (d / "truncated_tail.pt").write_bytes(raw[:-30])
+    files["truncated_tail"] = d / "truncated_tail.pt"
+    (d / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    files["random_bytes"] = d / "random.pt"
+    (d / "random_zip_header.pt").write_bytes(b"PK\x03\x04" + np.random.default_rng(1).bytes(999))
+    files["random_zip_header"] = d / "random_zip_header.pt"
+    foreign = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    torch.save(foreign.state_dict(), d / "foreign_state_dict.pt")
+    files["foreign_state_dict"] = d / "foreign_state_dict.pt"
+    torch.save(torch.zeros(3, 3), d / "tensor.pt")
+    files["foreign_tensor"] = d / "tensor.pt"
+    # our marker, but weights of another architecture (a state dict that does not fit)
+    bad = tiny_trained_model(1, 2).to_dict()
+    bad["state_dict"] = foreign.state_dict()
+    torch.save(bad, d / "wrong_weights.pt")
+    files["wrong_weights"] = d / "wrong_weights.pt"
+    newer = tiny_trained_model(1, 2).to_dict()
+    newer["format_version"] = FORMAT_VERSION + 1
+    torch.save(newer, d / "newer.pt")
+    files["newer_format"] = d / "newer.pt"
+    unknown = tiny_trained_model(1, 2).to_dict()
+    unknown["config"]["colour"] = "blue"
+    torch.save(unknown, d / "unknown_setting.pt")
+    files["unknown_setting"] = d / "unknown_setting.pt"
+    files["not_zip_text"] = d / "notes.pt"
+    files["not_zip_text"].write_text("these are my notes, not a model\n")
+    files["folder"] = d / "folder.pt"
+    files["folder"].mkdir()
+    files["missing"] = d / "missing.pt"
+    return files
+
+
+@pytest.fixture
+def evil_files(tmp_path):
+    """Files whose unpickling would create ``marker``: ``(marker, {kind: path})``."""
+    import torch
+
+    from napari_unet_studio.core.checkpoint import FORMAT
+
+    marker = tmp_path / "PWNED"
+    files = {}
+    p = tmp_path / "evil_pickle.pt"
+    p.write_bytes(pickle.dumps(Evil(str(marker))))
+    files["plain_pickle_exec"] = p
+    p = tmp_path / "evil_system.pt"
+    p.write_bytes(pickle.dumps({"format": FORMAT, "x": EvilSystem(str(marker))}))
+    files["plain_pickle_system"] = p
+    # zip-format torch files that carry our format marker, so the napari reader claims them
+    p = tmp_path / "evil_torch_zip.pt"
+    torch.save({"format": FORMAT, "format_version": 1, "payload": Evil(str(marker))}, p)
+    files["torch_zip_exec"] = p
+    p = tmp_path / "evil_torch_zip_system.pt"
+    state = tiny_trained_model(1, 2).to_dict()
+    state["record"] = {"note": EvilSystem(str(marker))}
+    torch.save(state, p)
+    files["torch_zip_inside_a_real_model"] = p
+    p = tmp_path / "evil_legacy.pt"
+    torch.save({"format": FORMAT, "x": Evil(str(marker))}, p,
+               _use_new_zipfile_serialization=False)
+    files["torch_legacy_format"] = p
+    # a real model archive with its data.pkl swapped for a malicious pickle
+    good = tmp_path / "good.pt"
+    tiny_trained_model(1, 2).save(good)
+    p = tmp_path / "evil_swapped.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(p, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                data = pickle.dumps({"format": FORMAT, "x": Evil(str(marker))}, protocol=2)
+            dst.writestr(info, data)
+    files["zip_with_swapped_data_pkl"] = p
+    assert not marker.exists()
+    return marker, files
