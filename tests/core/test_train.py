@@ -139,9 +139,11 @@ def test_pause_blocks_between_steps_and_resume_continues():
         while len(steps) < 2 and time.time() < deadline:
             time.sleep(0.01)
         trainer.pause()
-        time.sleep(0.3)
-        frozen = len(steps)
-        time.sleep(0.4)
+        frozen = -1
+        while frozen != len(steps) and time.time() < deadline:  # the current step ends
+            frozen = len(steps)
+            time.sleep(0.3)
+        time.sleep(0.5)
         assert len(steps) == frozen and trainer.paused
         trainer.resume()
         while len(steps) <= frozen + 1 and time.time() < deadline:
