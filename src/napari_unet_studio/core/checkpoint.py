@@ -240,7 +240,37 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         record = dict(data.get("record") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model file '{path}' is incomplete or damaged ({exc}).") from None
+    _check_weights(path, config, state)
     return TrainedModel(config, state, normalization, record)
+
+
+def _check_weights(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that do not fit the architecture the file describes, at load time.
+
+    The network is built on the ``meta`` device (no memory, no computation), so a
+    damaged config asking for a huge network costs nothing; a model that loads is one
+    that builds, and a broken file never replaces a working model in the GUI.
+    """
+    from .model import build_model
+
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
+    except Exception as exc:  # noqa: BLE001 - e.g. a decoder this installation does not have
+        raise ModelFileError(
+            f"'{path}' describes a network this napari-unet-studio cannot build "
+            f"({' '.join(str(exc).split())})."
+        ) from None
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        wrong = sorted(set(got) ^ set(expected)) or sorted(
+            k for k in got if got[k] != expected[k])
+        raise ModelFileError(
+            f"The weights in '{path}' do not match the network it describes (decoder "
+            f"'{config.decoder}', depth {config.depth}, width {config.width}; first "
+            f"mismatch: '{wrong[0]}'). The file is damaged or was saved by an incompatible "
+            "version; save or train the model again."
+        )
 
 
 def now_iso() -> str:
