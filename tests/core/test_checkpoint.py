@@ -149,8 +149,13 @@ def test_damaged_content_inside_a_valid_file(tmp_path):
     data = _model().to_dict()
     del data["state_dict"]["head.weight"]
     torch.save(data, tmp_path / "b.pt")
-    with pytest.raises(ModelFileError, match="do not match"):
-        load_model(tmp_path / "b.pt").build()
+    with pytest.raises(ModelFileError, match="do not match"):  # refused at load time
+        load_model(tmp_path / "b.pt")
+    data = _model().to_dict()
+    data["config"]["decoder"] = "not-a-decoder"
+    torch.save(data, tmp_path / "c.pt")
+    with pytest.raises(ModelFileError, match="cannot build"):
+        load_model(tmp_path / "c.pt")
 
 
 def test_record_is_stored_as_plain_types(tmp_path):
