@@ -191,3 +191,17 @@ def test_augmentation_keeps_image_and_labels_aligned():
         assert np.all(np.diff(order) > 0)
     y_plain = PatchSampler(data, 16, augment=False).draw(32, np.random.default_rng(3))[1]
     assert any(not np.array_equal(a, b) for a, b in zip(y, y_plain))  # augmentation happened
+
+
+def test_dense_masks_work_and_coordinates_are_capped(monkeypatch):
+    import napari_unet_studio.core.data as data_mod
+
+    monkeypatch.setattr(data_mod, "_MAX_COORDS", 1000)
+    lab = np.ones((100, 100), np.uint8)
+    lab[30:70, 30:70] = 2  # every pixel labeled
+    data = _data([(np.random.default_rng(0).random((100, 100)), lab)], patch=32)
+    s = data.samples[0]
+    assert s.coords[1].size == 1000 and s.coords[2].size == 1000
+    assert np.all(s.labels.ravel()[s.coords[2]] == 2)
+    x, y = PatchSampler(data, 32).draw(4, np.random.default_rng(0))
+    assert (y > 0).all()

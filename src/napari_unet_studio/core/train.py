@@ -472,6 +472,8 @@ class Trainer:
             record["init_steps"] = self._init_record.get("steps")
         return TrainedModel(self.model_config, weights, dict(self.normalization), record)
 
+    snapshot = result  # name used in docs/architecture.md
+
     def preview(self, image: np.ndarray, tile: TileConfig | None = None) -> np.ndarray:
         """Class ids (1..K) for one 2D image/slice with the current weights.
 
