@@ -93,7 +93,7 @@ def test_decoders_lists_names_and_descriptions(capsys):
         (["--image", "{odd}", "--labels", "{lab}"], "shape"),
         (["--image", "{img}", "--labels", "{flat}"], "No labels are painted"),
         (["--image", "{img}", "--labels", "{ones}"], "Only one class"),
-        (["--image", "{img}", "--labels", "{img}"], "different values"),
+        (["--image", "{img}", "--labels", "{img}"], "instance segmentation"),
         (["--image", "{nan}", "--labels", "{lab}"], "NaN"),
         (["--image", "{img}", "--labels", "{lab}", "--steps", "0"], "steps"),
         (["--image", "{img}", "--labels", "{lab}", "--device", "cuda:7"], "GPU|CUDA"),

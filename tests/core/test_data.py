@@ -42,7 +42,8 @@ def _data(pairs, patch=16, norm=NORM) -> TrainingData:
         (np.zeros((40, 40)), _labels().astype(np.int16) - 1, "negative"),
         (np.zeros((40, 40)), _labels().astype(complex), "integers"),
         (np.zeros((40,)), np.zeros((40,), np.uint8), "dimension"),
-        (np.zeros((40, 40)), _labels().astype(np.uint16) * 150, "different values"),
+        (np.zeros((40, 40)), _labels().astype(np.uint16) * 150, "values up to 300"),
+        (np.zeros((40, 40)), np.arange(1600).reshape(40, 40) % 200, "199 different values"),
     ],
 )
 def test_invalid_data_gives_clear_errors(image, labels, match):

@@ -24,6 +24,7 @@ from .errors import DataError
 __all__ = [
     "MAX_CHANNELS",
     "MAX_CLASSES",
+    "MAX_PAINTED_CLASSES",
     "Sample",
     "TrainingData",
     "PatchSampler",
@@ -34,7 +35,8 @@ __all__ = [
 ]
 
 MAX_CHANNELS = 4
-MAX_CLASSES = 255
+MAX_CLASSES = 255  # highest label value
+MAX_PAINTED_CLASSES = 64  # more distinct painted values means the wrong layer was chosen
 _STATS_PIXELS = 1 << 18  # percentiles are estimated on at most ~260 kpixels per plane
 _MAX_COORDS = 200_000  # per class and sample, to bound memory for dense masks
 
@@ -146,6 +148,14 @@ def _channels_of(image_shape: tuple, labels_shape: tuple, where: str) -> int:
     )
 
 
+def _too_many_classes(what: str) -> str:
+    return (
+        f"The labels contain {what}; at most {MAX_PAINTED_CLASSES} classes (label values "
+        f"up to {MAX_CLASSES}) are supported. Did you choose the image, or an instance "
+        "segmentation (one number per object), as labels? Paint classes 1, 2, ... instead."
+    )
+
+
 @dataclass
 class Sample:
     """One labeled 2D plane, normalised and padded to at least the patch size."""
@@ -241,13 +251,7 @@ class TrainingData:
         assert self.in_channels is not None
         self.num_classes = int(max(int(p[1].max()) for p in planes))
         if self.num_classes > MAX_CLASSES:
-            found = len(np.unique(np.concatenate([np.unique(p[1]) for p in planes])))
-            raise DataError(
-                f"The labels contain {found} different values (up to {self.num_classes}); "
-                f"at most {MAX_CLASSES} classes are supported. Did you choose the image or "
-                "an instance segmentation (one number per object) as labels? Paint classes "
-                "1, 2, ... instead."
-            )
+            raise DataError(_too_many_classes(f"values up to {self.num_classes}"))
         for plane_img, plane_lab, tag in planes:
             if plane_img.dtype.kind not in "buif":
                 raise DataError(f"The image{tag} has type {plane_img.dtype}; it must be numeric.")
@@ -271,6 +275,8 @@ class TrainingData:
             self.samples.append(Sample(img, lab, coords, counts))
         self.class_counts = np.sum([s.counts for s in self.samples], axis=0)
         present = int(np.count_nonzero(self.class_counts))
+        if present > MAX_PAINTED_CLASSES:
+            raise DataError(_too_many_classes(f"{present} different values"))
         if present < 2:
             only = int(np.flatnonzero(self.class_counts)[0]) + 1
             raise DataError(
