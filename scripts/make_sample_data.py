@@ -59,7 +59,7 @@ def nucleus_strokes(instances: np.ndarray, every: int = 3, min_area: int = 80) -
     return strokes
 
 
-def background_strokes(foreground: np.ndarray, margin: float = 6.0) -> np.ndarray:
+def background_strokes(foreground: np.ndarray, margin: float = 4.0) -> np.ndarray:
     """A few straight lines across the image, kept only far from any nucleus.
 
     Parameters
@@ -92,6 +92,34 @@ def background_strokes(foreground: np.ndarray, margin: float = 6.0) -> np.ndarra
     return lines & far
 
 
+def border_rings(
+    instances: np.ndarray, every: int = 4, offset: int = 3, min_area: int = 80
+) -> np.ndarray:
+    """Partial rings of background just outside some nuclei (what an analyst paints).
+
+    A one-pixel ring ``offset`` pixels outside every ``every``-th nucleus (starting
+    with the second one), kept only where no nucleus is within 2 pixels, and only on
+    the half facing the image centre so that strokes stay sparse.
+    """
+    foreground = instances > 0
+    near_any = ndi.binary_dilation(foreground, iterations=2)
+    rings = np.zeros(instances.shape, bool)
+    ids = [i for i in np.unique(instances) if i != 0]
+    h, w = instances.shape
+    yy, xx = np.mgrid[:h, :w]
+    for n, label_id in enumerate(ids):
+        obj = instances == label_id
+        if n % every != 1 or obj.sum() < min_area:
+            continue
+        outer = ndi.binary_dilation(obj, iterations=offset + 1)
+        inner = ndi.binary_dilation(obj, iterations=offset)
+        ring = outer & ~inner & ~near_any
+        cy, cx = np.argwhere(obj).mean(axis=0)
+        facing = (yy - cy) * (h / 2 - cy) + (xx - cx) * (w / 2 - cx) >= 0
+        rings |= ring & facing
+    return rings
+
+
 def main(argv: list[str] | None = None) -> int:
     """Read the DSB2018 example files and write the sample data files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     foreground = instances > 0
     mask = np.where(foreground, 2, 1).astype(np.uint8)
     scribbles = np.zeros(image.shape, np.uint8)
-    scribbles[background_strokes(foreground)] = 1
+    scribbles[background_strokes(foreground) | border_rings(instances)] = 1
     scribbles[nucleus_strokes(instances)] = 2
     assert np.all(mask[scribbles > 0] == scribbles[scribbles > 0])
     OUT.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication, QScrollArea
 
+from napari_unet_studio._sample_data import load_nuclei
+
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
@@ -59,7 +61,7 @@ def show_section(widget, panel) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Drive the GUI and write the PNG files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=120, help="training steps")
+    parser.add_argument("--steps", type=int, default=60, help="training steps")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -87,10 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     viewer.layers.selection.active = viewer.layers["scribbles"]
     viewer.layers["scribbles"].mode = "paint"
     tp.train_button.click()
-    wait_for(lambda: widget.state.previews >= 2, timeout=600)
+    half = args.steps // 2
+    wait_for(
+        lambda: (
+            widget.state.previews >= 1
+            and tp.progress.value() >= half
+            or widget.state.train_worker is None
+        ),
+        timeout=1200,
+    )
     show_section(widget, tp)
     shot(viewer, "03_training_live.png")
-    wait_for(lambda: widget.state.train_worker is None, timeout=900)
+    wait_for(lambda: widget.state.train_worker is None, timeout=1800)
     pump(1.0)
     show_section(widget, tp)
     shot(viewer, "04_training_done.png")
@@ -106,17 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     shot(viewer, "05_prediction.png")
 
     # correct a few pixels on the prediction and use them as labels
+    # (as if painted by hand: the ground truth inside one box replaces the prediction)
     pred = next(ly for ly in viewer.layers if ly.name.startswith("nuclei prediction ("))
     viewer.layers.selection.active = pred
-    fixed = np.array(pred.data)
-    fixed[200:215, 40:120] = 1
-    pred.data = fixed
     pred.mode = "paint"
     pred.selected_label = 1
+    _, _, truth = load_nuclei()
+    box = np.s_[140:260, 30:190]
+    fixed = np.array(pred.data)
+    fixed[box] = truth[box]
+    pred.data = fixed
     pp.corrections_button.click()
-    viewer.layers["scribbles"].visible = True
+    viewer.layers["scribbles + corrections"].visible = False
+    viewer.camera.center = (200, 110)
+    viewer.camera.zoom = 3.0
     show_section(widget, pp)
     shot(viewer, "06_corrections.png")
+    viewer.layers["scribbles + corrections"].visible = True
+    viewer.reset_view()
 
     # model information
     show_section(widget, widget.models_panel)

@@ -73,7 +73,7 @@ def friendly_message(exc: BaseException, doing: str) -> str:
     except ImportError:  # pragma: no cover - engine missing
         UNetStudioError = ()  # type: ignore[assignment]  # noqa: N806
     if UNetStudioError and isinstance(exc, UNetStudioError):
-        return f"{doing} stopped: {text}"
+        return f"{doing} failed: {text}"
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
         return (
             f"{doing} ran out of memory. Choose a smaller patch size, batch size or tile "

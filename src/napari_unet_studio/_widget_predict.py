@@ -445,7 +445,9 @@ class PredictionMixin:
         self.state.snapshots[prediction.unique_id] = np.array(prediction.data, copy=True)
         row.labels.refresh()
         row.labels.set_layer(target)
-        notify_info(
+        text = (
             f"{n_changed} corrected pixels added to '{target.name}', which is now the "
             f"training labels for '{source}'. Your layer '{user_labels.name}' is unchanged."
         )
+        self.predict_panel.status.setText(text + " Train again to learn from them.")
+        notify_info(text)

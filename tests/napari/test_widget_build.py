@@ -111,3 +111,22 @@ def test_dropping_a_model_file_loads_it_into_the_open_widget(studio, tmp_path, n
     assert widget.model_panel.decoder.currentData() == "unpool"
     assert widget.data_panel.class_names() == ["bg", "a", "b"]
     assert "dropped.pt" in widget.models_panel.current.text()
+
+
+def test_dropping_a_model_without_the_widget_opens_it(make_napari_viewer, tmp_path, notes):
+    from napari_unet_studio import _widget_models as models_io
+    from napari_unet_studio._widget import UNetStudioWidget
+    from napari_unet_studio.core.checkpoint import TrainedModel
+    from napari_unet_studio.core.config import ModelConfig
+    from napari_unet_studio.core.model import build_model
+
+    viewer = make_napari_viewer()
+    config = ModelConfig(decoder="nearest", width=2, depth=1)
+    path = tmp_path / "m.pt"
+    TrainedModel(config, build_model(config).state_dict()).save(path)
+    viewer.open(str(path), plugin="napari-unet-studio")
+    docked = [w for w in models_io._open_widgets if isinstance(w, UNetStudioWidget)]
+    mine = [w for w in docked if not w.closed]  # napari hands plugins a viewer proxy
+    assert len(mine) == 1 and mine[0].model.config.decoder == "nearest"
+    assert models_io.pending_models() == []
+    mine[0].shutdown()

@@ -207,3 +207,23 @@ def test_stack_live_preview_follows_the_visible_slice_and_slice_prediction(studi
     wait_prediction_done(qtbot, widget)
     assert viewer.layers[-1].data.min() >= 1
     assert digest(lab.data) == before
+
+
+def test_cancel_prediction_adds_no_layer(studio, qtbot, notes):
+    from napari_unet_studio.core.checkpoint import TrainedModel
+    from napari_unet_studio.core.config import ModelConfig
+    from napari_unet_studio.core.model import build_model
+
+    viewer, widget = studio
+    config = ModelConfig(width=2, depth=1)
+    widget.use_model(TrainedModel(config, build_model(config).state_dict()), source="test")
+    viewer.add_image(np.zeros((256, 256), np.float32), name="big")
+    n_layers = len(viewer.layers)
+    widget.predict_panel.predict_button.click()
+    assert widget.predict_panel.cancel_button.isEnabled()
+    widget.predict_panel.cancel_button.click()
+    wait_prediction_done(qtbot, widget)
+    assert len(viewer.layers) == n_layers
+    assert any("cancelled" in m for m in notes.infos)
+    assert widget.predict_panel.predict_button.isEnabled()
+    assert not notes.errors
