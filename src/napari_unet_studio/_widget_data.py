@@ -117,6 +117,36 @@ def _fits(image: Image, labels: Labels) -> bool:
     return True
 
 
+def check_aligned(image: Image, labels: Labels) -> None:
+    """Refuse an image and labels drawn at different places (scale or translate differ).
+
+    Training pairs image pixel ``[i, j]`` with labels pixel ``[i, j]``; if napari draws the
+    two layers with different scale/translate, the strokes the user sees over an object
+    would teach the network with other pixels (silent misalignment).
+
+    Raises
+    ------
+    UserProblem
+        Naming both layers, what differs, and how to fix it.
+    """
+    nd = len(labels.data.shape)
+    image_scale = np.asarray(image.scale, dtype=float)[:nd]
+    atol = 1e-6 * float(np.max(np.abs(image_scale))) if image_scale.size else 1e-9
+    for what, a, b in (
+        ("scale", image.scale, labels.scale),
+        ("translate", image.translate, labels.translate),
+    ):
+        mine, theirs = np.asarray(a, dtype=float)[:nd], np.asarray(b, dtype=float)[:nd]
+        if mine.shape != theirs.shape or not np.allclose(mine, theirs, rtol=1e-6, atol=atol):
+            raise UserProblem(
+                f"The labels '{labels.name}' are not drawn on the pixels of the image "
+                f"'{image.name}': their {what} differs ({tuple(float(v) for v in theirs)} vs "
+                f"{tuple(float(v) for v in mine)}), so your strokes would train on other "
+                f"pixels than the ones you painted over. Give both layers the same {what} "
+                "(layer properties), or paint on a layer made with 'New scribble layer'."
+            )
+
+
 class DataPanel(QWidget):
     """Choose what to train on and name the classes."""
 
@@ -227,6 +257,7 @@ class DataPanel(QWidget):
             labels = np.array(layer_array(labels_layer), copy=True)
             image = layer_array(image_layer)
             channels.add(image_channels(tuple(image.shape), tuple(labels.shape)))
+            check_aligned(image_layer, labels_layer)
             if labels.min() < 0:
                 raise UserProblem(
                     f"The labels layer '{labels_layer.name}' holds negative values; use "
