@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 import zipfile
 
@@ -155,3 +156,52 @@ def evil_files(tmp_path):
     files["zip_with_swapped_data_pkl"] = p
     assert not marker.exists()
     return marker, files
+
+
+def reset_widget(viewer, widget, rec: Notes) -> None:
+    """Back to a fresh-looking session: no layers, no model, default choices."""
+    from napari_unet_studio._widget_data import DEFAULT_CLASS_NAMES
+
+    widget.use_model(None)
+    widget.train_panel.continue_box.setChecked(False)
+    widget.predict_panel.update_box.setChecked(False)
+    widget.predict_panel.confidence_box.setChecked(False)
+    viewer.layers.clear()
+    widget.data_panel.set_class_names(list(DEFAULT_CLASS_NAMES))
+    tiny_widget_settings(widget)
+    rec.errors.clear()
+    rec.warnings.clear()
+    rec.infos.clear()
+
+
+@pytest.fixture(scope="module")
+def shared_studio(qapp):
+    """One viewer + docked widget for a whole module (a long session of bad inputs).
+
+    Creating a viewer costs about 2 s on two busy cores; the matrix tests reuse this one
+    and :func:`reset_widget` between tests, which also shows that one widget survives
+    dozens of failures in a row. Yields ``(viewer, widget, notes)``.
+    """
+    import napari
+    from napari.utils import notifications
+
+    from napari_unet_studio._widget import UNetStudioWidget
+
+    rec = Notes()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(notifications, "show_error", lambda m: rec.errors.append(str(m)))
+        mp.setattr(notifications, "show_warning", lambda m: rec.warnings.append(str(m)))
+        mp.setattr(notifications, "show_info", lambda m: rec.infos.append(str(m)))
+        viewer = napari.Viewer(show=False)
+        widget = UNetStudioWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="U-Net Studio")
+        tiny_widget_settings(widget)
+        # napari runs gc.collect() on every layer removal; with torch loaded that is 0.5 s.
+        # Freezing what exists now makes those collections scan only new objects.
+        gc.freeze()
+        try:
+            yield viewer, widget, rec
+        finally:
+            gc.unfreeze()
+            widget.shutdown()
+            viewer.close()

@@ -26,9 +26,16 @@ def digest(array: Any) -> str:
 
 
 def layer_digests(viewer: Any) -> dict[int, tuple[str, str]]:
-    """``id(layer) -> (name, digest of data)`` for every layer of ``viewer``."""
+    """``id(layer) -> (name, digest of data)`` for every layer of ``viewer``.
+
+    Only the live training preview (``"<image> prediction"``, rewritten by design while
+    training runs) is left out; user layers, our prediction layers (the user paints
+    corrections on them) and corrections layers must never change behind their back.
+    """
     out = {}
     for layer in viewer.layers:
+        if (getattr(layer, "metadata", None) or {}).get("unet_studio_role") == "live":
+            continue
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         out[id(layer)] = (layer.name, digest(data))
     return out
@@ -127,3 +134,12 @@ def drain(gen: Any) -> Any:
             next(gen)
         except StopIteration as fin:
             return fin.value
+
+
+def wait_idle(qtbot: Any, widget: Any, timeout: int = 30000) -> None:
+    """Wait for the widget's workers to end; then the controls must be usable again."""
+    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=timeout)
+    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=timeout)
+    assert widget.train_panel.train_button.isEnabled()
+    assert widget.predict_panel.predict_button.isEnabled()
+    assert widget.model_panel.decoder.isEnabled() and widget.data_panel.rows[0].isEnabled()
