@@ -183,6 +183,11 @@ class TrainingMixin:
         self.train_panel.loss_plot.redraw(force=True)
         job = self.state.train_job
         stopped = job is not None and job.stop_requested
+        if not model.record.get("steps"):  # stopped before the first step: nothing learnt
+            text = "Training stopped before the first step; the current model is unchanged."
+            self.train_panel.status.setText(text)
+            notify_info(text)
+            return
         self.use_model(model, source=_model_source(model))
         steps = model.record.get("steps", "?")
         seconds = float(model.record.get("seconds") or 0.0)
