@@ -205,3 +205,6 @@ def shared_studio(qapp):
             gc.unfreeze()
             widget.shutdown()
             viewer.close()
+            del viewer, widget
+            qapp.processEvents()
+            gc.collect()  # later make_napari_viewer tests check that no QtViewer is left
