@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -25,15 +26,15 @@ from torch import nn
 from napari_unet_studio.core.config import ModelConfig
 from napari_unet_studio.core.model import build_model
 
-try:  # the product's allocator tuning, applied the same way for both models
-    from napari_unet_studio.core.device import tune_allocator
+try:  # the product's malloc tuning, applied the same way for both models
+    from napari_unet_studio.core.device import tune_malloc
 except ImportError:  # pragma: no cover - engine not installed
-    tune_allocator = None
+    tune_malloc = None
 
 try:
-    from _common import machine_info  # type: ignore[import-not-found]
+    from _common import machine_description  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover
-    machine_info = None
+    machine_description = None
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -123,8 +124,8 @@ def main() -> None:
     p.add_argument("--no-allocator-tuning", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    if tune_allocator is not None and not args.no_allocator_tuning:
-        tune_allocator()
+    if tune_malloc is not None and not args.no_allocator_tuning:
+        tune_malloc()
     torch.manual_seed(0)
     models = make_models(args.width, args.upsample)
     x = torch.randn(args.batch, 1, args.patch, args.patch)
@@ -172,7 +173,8 @@ def main() -> None:
         "matmul_gflops": peak,
         "rows": rows,
         "ratio_ours_over_monai": ratio,
-        "machine": machine_info() if machine_info else None,
+        "machine": machine_description() if machine_description else None,
+        "loadavg": os.getloadavg(),
     }
     (RESULTS / "train_speed.json").write_text(json.dumps(out, indent=2))
 
