@@ -237,11 +237,24 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         ):
             raise ValueError("weights are not a name -> tensor mapping")
         normalization = dict(data.get("normalization") or DEFAULT_NORMALIZATION)
+        _check_normalization(normalization)
         record = dict(data.get("record") or {})
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"The model file '{path}' is incomplete or damaged ({exc}).") from None
     _check_weights(path, config, state)
     return TrainedModel(config, state, normalization, record)
+
+
+def _check_normalization(norm: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for settings prediction could not apply (damaged file)."""
+    method = norm.get("method", "percentile")
+    if method not in ("percentile", "minmax", "none"):  # what data.plane_stats knows
+        raise ValueError(f"unknown normalisation method {method!r}")
+    if method == "percentile":
+        low, high = norm.get("low", 1.0), norm.get("high", 99.8)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+        if not numbers or not 0.0 <= low < high <= 100.0:
+            raise ValueError(f"normalisation percentiles {low!r} to {high!r} are not valid")
 
 
 def _check_weights(path: Path, config: ModelConfig, state: dict[str, torch.Tensor]) -> None:
