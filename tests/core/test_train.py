@@ -283,3 +283,22 @@ def test_mixed_precision_code_path_runs(monkeypatch, dtype):
     assert all(v.dtype != torch.float16 for v in model.state_dict.values())
     pred = trainer.preview(image)
     assert pred.shape == image.shape and pred.min() >= 1
+
+
+def test_batch_norm_statistics_are_recalibrated_when_stopped_at_high_learning_rate():
+    image, labels, disk = _task(48)
+    cfg = ModelConfig(depth=2, width=8)
+    trainer = Trainer([(image, labels)], cfg, _tc(steps=400, patch_size=32, batch_size=4))
+    for r in trainer.run():
+        if r.step == 12:
+            live = trainer.preview(image)
+            trainer.stop()
+    model = trainer.result()
+    assert model.record["batch_norm_recalibrated"] and model.record["best_step"] > 0
+    key = next(k for k in model.state_dict if k.endswith("running_mean"))
+    assert not torch.equal(model.state_dict[key], trainer.model.state_dict()[key].cpu())
+    assert live.shape == image.shape and set(np.unique(live)) <= {1, 2}
+    again = trainer.result()  # calibration is deterministic
+    assert all(torch.equal(again.state_dict[k], v) for k, v in model.state_dict.items())
+    _, done = _drain(Trainer([(image, labels)], SMALL, _tc(steps=30)).run())
+    assert not done.record["batch_norm_recalibrated"]  # low learning rate at the end

@@ -29,6 +29,7 @@ from .losses import masked_loss
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
 
 _EMA = 0.9  # loss smoothing factor
+_CALIBRATE_ABOVE = 0.1  # re-estimate batch-norm statistics if lr > this fraction of the peak
 
 
 @dataclass
@@ -184,6 +185,8 @@ class Trainer:
         self._runtime: dict[str, object] = {}
         self._started = False
         self._threads = threads
+        self._lr_frac = 0.0  # learning rate of the last step / peak
+        self._best_lr_frac = 0.0
 
     # ------------------------------------------------------------------ set-up
     def _resolve_config(
@@ -408,11 +411,12 @@ class Trainer:
                 self._ema = _EMA * self._ema + (1 - _EMA) * loss
                 self._ema_n += 1
                 smooth = self._ema / (1 - _EMA**self._ema_n)
+                self._lr_frac = lr / tc.lr
                 if smooth < self._best_loss:
                     snap = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                     with self._lock:
                         self._best_state, self._best_loss = snap, smooth
-                        self._best_step = self._step
+                        self._best_step, self._best_lr_frac = self._step, self._lr_frac
             yield self._progress(lr, rate, sec_per_step, message)
             message = ""
         self._elapsed = time.perf_counter() - t0 - paused
@@ -443,9 +447,13 @@ class Trainer:
         """
         with self._lock:
             state = self._best_state
-            best_loss, best_step = self._best_loss, self._best_step
+            best_loss, best_step, lr_frac = self._best_loss, self._best_step, self._best_lr_frac
         if state is None:
             state = self.model.state_dict()
+        calibrated = False
+        if best_step > 0 and lr_frac > _CALIBRATE_ABOVE and self._has_batch_norm():
+            state = self._calibrated(state, batches=8).state_dict()
+            calibrated = True
         weights = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
         tc = self.train_config
         record: dict[str, Any] = {
@@ -460,6 +468,7 @@ class Trainer:
             "final_loss": None if math.isnan(self._last_loss) else self._last_loss,
             "best_loss": None if math.isinf(best_loss) else best_loss,
             "batch_size": self._batch_size,
+            "batch_norm_recalibrated": calibrated,
             "train_config": tc.to_dict(),
             "runtime": dict(self._runtime),
             "versions": _versions(),
@@ -474,17 +483,56 @@ class Trainer:
 
     snapshot = result  # name used in docs/architecture.md
 
+    def _has_batch_norm(self) -> bool:
+        return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in self.model.modules())
+
+    def _calibrated(self, state: dict[str, torch.Tensor], batches: int) -> torch.nn.Module:
+        """Eval-mode copy of the network with ``state`` and re-estimated batch-norm stats.
+
+        Batch norm's running averages follow roughly the last 10 steps; at a high learning
+        rate the weights move faster, and eval-mode output can be far worse than the
+        network is (nuclei sample, step 40 of 300: IoU 0.19 with the running averages,
+        0.79 recalibrated). The statistics are averaged over ``batches`` batches of
+        training patches (half on painted pixels) drawn with their own seeded generator,
+        so training stays reproducible. ``self.model`` is not touched.
+        """
+        from .model import build_model
+
+        net = build_model(self.model_config).to(self.device)
+        net.load_state_dict(state)
+        norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        net.train()
+        sampler = PatchSampler(self._data, self.train_config.patch_size, augment=False,
+                               label_fraction=0.5)
+        rng = np.random.default_rng([self.train_config.seed, 1])
+        with torch.no_grad():
+            for _ in range(batches):
+                x, _ = sampler.draw(self._batch_size, rng)
+                net(torch.from_numpy(x).to(self.device))
+        for m in norms:
+            m.momentum = 0.1
+        return net.eval()
+
     def preview(self, image: np.ndarray, tile: TileConfig | None = None) -> np.ndarray:
         """Class ids (1..K) for one 2D image/slice with the current weights.
 
-        Call only from the thread that iterates :meth:`run` (between two yields).
+        While the learning rate is still high, batch-norm statistics are re-estimated
+        for the preview (see :meth:`_calibrated`; a few forward passes). Call only from
+        the thread that iterates :meth:`run` (between two yields).
         """
         from .infer import iter_predict_module
 
         was_training = self.model.training
-        self.model.eval()
+        if self._step > 0 and self._lr_frac > _CALIBRATE_ABOVE and self._has_batch_norm():
+            net = self._calibrated(self.model.state_dict(), batches=4)
+        else:
+            net = self.model.eval()
         try:
-            gen = iter_predict_module(self.model, self.model_config, self.normalization, image,
+            gen = iter_predict_module(net, self.model_config, self.normalization, image,
                                       tile=tile, device=self.device)
             while True:
                 try:
