@@ -107,6 +107,10 @@ def model_files(tmp_path_factory):
     unknown["config"]["colour"] = "blue"
     torch.save(unknown, d / "unknown_setting.pt")
     files["unknown_setting"] = d / "unknown_setting.pt"
+    tampered = tiny_trained_model(1, 2).to_dict()
+    tampered["normalization"] = {"method": "percentile", "low": 150.0, "high": 99.8}
+    torch.save(tampered, d / "bad_normalisation.pt")
+    files["bad_normalisation"] = d / "bad_normalisation.pt"
     files["not_zip_text"] = d / "notes.pt"
     files["not_zip_text"].write_text("these are my notes, not a model\n")
     files["folder"] = d / "folder.pt"

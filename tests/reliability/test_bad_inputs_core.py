@@ -77,7 +77,7 @@ TRAIN_CASES = [
     ("string_labels", lambda: textured((16, 16)),
      lambda: scribbles((16, 16)).astype(str), "must be integers"),
     ("instance_ids_as_labels", lambda: textured((16, 16)),
-     lambda: np.arange(256, dtype=np.int32).reshape(16, 16) + 1, "at most 255 classes"),
+     lambda: np.arange(256, dtype=np.int32).reshape(16, 16) + 1, "instance segmentation"),
     ("labels_1d", lambda: textured((16,)), lambda: np.array([1, 2] * 8, np.uint8),
      "dimension"),
     ("labels_4d", lambda: textured((2, 2, 16, 16)), lambda: scribbles((2, 2, 16, 16)),
@@ -243,7 +243,7 @@ def test_prediction_bad_inputs(models, kind, image_fn, expected):
 
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "random_bytes", "foreign_state_dict",
-                                  "wrong_weights", "missing"])
+                                  "wrong_weights", "bad_normalisation", "missing"])
 def test_prediction_with_bad_model_files(model_files, kind):
     image = textured((16, 16))
     with pytest.raises(ModelFileError) as info:

@@ -103,7 +103,7 @@ ERROR_CASES = [
     ("nan_pixel", _nan_image, lambda: scribbles((16, 16)), {}, {}, "NaN"),
     ("minus_inf_pixel", _inf_image, lambda: scribbles((16, 16)), {}, {}, "infinite"),
     ("instance_labels", lambda: textured((16, 16)),
-     lambda: np.arange(1, 257, dtype=np.uint16).reshape(16, 16), {}, {}, "255 classes"),
+     lambda: np.arange(1, 257, dtype=np.uint16).reshape(16, 16), {}, {}, "instance segmentation"),
 ]
 
 
@@ -223,7 +223,8 @@ def test_continue_a_model_made_for_other_channels(studio, qtbot, notes):
 
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "random_bytes", "foreign_state_dict",
-                                  "foreign_tensor", "wrong_weights", "newer_format", "folder",
+                                  "foreign_tensor", "wrong_weights", "bad_normalisation",
+                                  "newer_format", "folder",
                                   "missing"])
 def test_loading_bad_model_files(studio, qtbot, notes, monkeypatch, model_files, kind):
     viewer, widget = studio

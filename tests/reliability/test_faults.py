@@ -342,18 +342,19 @@ def test_image_replaced_during_training(studio, qtbot, notes):
     assert_layers_unchanged(viewer, before)
 
 
-def test_labels_layer_deleted_during_training(studio, qtbot, notes):
+@pytest.mark.parametrize("deleted", ["img", "lab"])
+def test_layer_deleted_during_training(studio, qtbot, notes, deleted):
     viewer, widget = studio
-    img, lab = _layers(viewer)
+    _layers(viewer)
     widget.model_panel.steps.setValue(100000)
     before = layer_digests(viewer)
     widget.train_panel.train_button.click()
     qtbot.waitUntil(lambda: widget.train_panel.progress.value() >= 1, timeout=30000)
-    viewer.layers.remove(lab)
+    viewer.layers.remove(deleted)
     wait_idle(qtbot, widget, timeout=15000)
-    assert any("'lab' was deleted while training" in w for w in notes.warnings)
+    assert any(f"'{deleted}' was deleted while training" in w for w in notes.warnings)
     assert widget.model is not None and not notes.errors
-    assert_layers_unchanged(viewer, before, removed=("lab",))
+    assert_layers_unchanged(viewer, before, removed=(deleted,))
 
 
 # ------------------------------------------------------------------- closing the viewer

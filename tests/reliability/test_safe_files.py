@@ -98,15 +98,18 @@ def test_dropping_an_evil_file_on_napari(make_napari_viewer, evil_files, notes):
 
 
 def test_evil_file_in_a_fresh_interpreter(evil_files):
-    """Nothing imported or patched beforehand: load_model still refuses, marker absent."""
+    """Nothing imported or patched beforehand: load_model and the CLI refuse every file,
+    and the marker is absent."""
     marker, files = evil_files
     code = textwrap.dedent(f"""
+        from napari_unet_studio.cli import main
         from napari_unet_studio.core.checkpoint import load_model
         from napari_unet_studio.core.errors import ModelFileError
         for p in {[str(p) for p in files.values()]!r}:
             try:
                 load_model(p)
             except ModelFileError:
+                assert main(['info', p]) == 2  # the command line too, one line on stderr
                 continue
             raise SystemExit('loaded ' + p)
         print('all refused')
@@ -115,6 +118,9 @@ def test_evil_file_in_a_fresh_interpreter(evil_files):
                           timeout=120, env=dict(os.environ, NAPARI_UNET_STUDIO_THREADS="1"))
     assert proc.returncode == 0, proc.stderr
     assert "all refused" in proc.stdout
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == len(files) and all(e.startswith("unet-studio: error:") for e in errors)
+    assert "Traceback" not in proc.stderr
     assert not marker.exists()
 
 
