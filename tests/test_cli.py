@@ -161,3 +161,26 @@ def test_predict_stack_from_compressed_and_plain_tiffs(files, capsys):
         pred = tifffile.imread(out)
         assert pred.shape == (3, 48, 48) and pred.min() >= 1 and pred.max() <= 2
         assert (pred[0] == pred[2]).all()
+
+
+def test_ctrl_c_during_training_saves_the_best_model(files, capsys, monkeypatch):
+    from napari_unet_studio.core.train import Trainer
+
+    original = Trainer._train_step
+    calls = {"n": 0}
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupted)
+    model = files["dir"] / "m.pt"
+    code = main(["train", "--image", str(files["img"]), "--labels", str(files["lab"]),
+                 "--out", str(model), "--steps", "50", *FAST])
+    assert code == 130 and model.is_file()
+    assert "saving the best model" in capsys.readouterr().err
+    from napari_unet_studio.core.checkpoint import load_model
+
+    assert load_model(model).record["steps"] == 3

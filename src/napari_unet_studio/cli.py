@@ -115,6 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     bar = None if args.quiet else _train_bar(tc)
     gen = trainer.run()
     model = None
+    interrupted = False
     try:
         while True:
             try:
@@ -132,6 +133,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise
         print("Interrupted: saving the best model so far.", file=sys.stderr)
         model = trainer.result()
+        interrupted = True
     finally:
         if bar is not None:
             bar.close()
@@ -142,7 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"Saved {out} ({rec['steps']} steps, {rec['seconds']:.1f} s on {rec['device']}, "
         f"best loss {rec['best_loss'] if rec['best_loss'] is None else round(rec['best_loss'], 4)})"
     )
-    return 0
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _train_bar(tc: Any):
