@@ -181,6 +181,16 @@ def test_rgb_layout_and_channel_mismatch():
             _run(nn.Conv2d(1, 2, 1), ModelConfig(num_classes=2), bad, tile=TileConfig(tile=tile))
 
 
+def test_complex_images_are_refused_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match="numeric"):
+            _run(nn.Conv2d(1, 2, 1), ModelConfig(num_classes=2), np.ones((20, 20), complex),
+                 tile=TileConfig(tile=16))
+
+
 def test_many_classes_give_uint16():
     res, _ = _run(ConstantLogits([0.0] * 299 + [1.0]), ModelConfig(num_classes=300),
                   np.zeros((10, 10), np.float32), tile=TileConfig(tile=16))

@@ -56,7 +56,10 @@ def plane_stats(plane: Any, normalization: dict, channels: int) -> tuple[np.ndar
     """
     ny, nx = int(plane.shape[0]), int(plane.shape[1])
     step = max(1, math.ceil(math.sqrt(ny * nx / _STATS_PIXELS)))
-    sub = np.asarray(plane[::step, ::step]).astype(np.float64, copy=False)
+    sub = np.asarray(plane[::step, ::step])
+    if sub.dtype.kind not in "buif":
+        raise DataError(f"The image has type {sub.dtype}; it must be numeric (not complex).")
+    sub = sub.astype(np.float64, copy=False)
     sub = sub.reshape(sub.shape[0] * sub.shape[1], -1)
     if sub.shape[1] != channels:
         raise DataError(f"Expected {channels} channel(s) but the image has {sub.shape[1]}.")
