@@ -146,7 +146,10 @@ class LossPlot(QWidget):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(3.2, 1.5), dpi=90, layout="constrained")
+        # fixed margins: a constrained layout re-solves on every redraw, which doubled
+        # the GUI-thread time of each redraw (bench/gui_latency.py, docs/benchmarks.md)
+        self.figure = Figure(figsize=(3.2, 1.5), dpi=90)
+        self.figure.subplots_adjust(left=0.17, right=0.97, top=0.94, bottom=0.28)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setFixedHeight(140)
