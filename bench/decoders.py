@@ -621,10 +621,16 @@ def main() -> None:
         with contextlib.nullcontext() if args.no_lock else bench_lock():
             load_timing = os.getloadavg()
             timing = calibrate(datasets, args.rounds)
-    timing_file.write_text(json.dumps({"timing": timing, "loadavg": load_timing,
+    saved_steps = {ds: {v: max(1, int(args.seconds * 1000 / t["train_ms_per_step"]))
+                        for v, t in timing[ds].items()} for ds in datasets}
+    timing_file.write_text(json.dumps({"timing": timing, "steps": saved_steps,
+                                       "loadavg": load_timing,
                                        "machine": machine_description()}, indent=1))
     steps = {ds: {v: max(1, int(args.seconds * 1000 / t["train_ms_per_step"]))
                   for v, t in timing[ds].items()} for ds in datasets}
+    if args.timing and "steps" in saved:  # exactly the step counts of an earlier run
+        for ds in datasets:
+            steps[ds].update(saved["steps"].get(ds, {}))
 
     log = RESULTS / "decoders_runs.jsonl"
     previous: list[dict] = []

@@ -44,6 +44,11 @@ def main() -> None:
     p.add_argument("--interval", type=int, default=10, help="heartbeat period, ms")
     p.add_argument("--no-paint", action="store_true")
     p.add_argument("--tag", default="")
+    p.add_argument("--trace-stalls", action="store_true",
+                   help="sample the GUI thread's stack while it stalls (> 100 ms)")
+    p.add_argument("--trace-depth", type=int, default=6)
+    p.add_argument("--constrained-loss-plot", action="store_true",
+                   help="re-enable the loss plot's constrained layout (the state before)")
     args = p.parse_args()
 
     t_start = time.perf_counter()
@@ -67,6 +72,8 @@ def main() -> None:
         row.image.set_layer(image_layer)
         row.labels.set_layer(labels)
     widget.model_panel.steps.setValue(1_000_000)  # train for the whole measurement
+    if args.constrained_loss_plot:  # the loss plot as it was before the fixed margins
+        widget.train_panel.loss_plot.figure.set_layout_engine("constrained")
 
     from _common import nuclei_data
 
@@ -124,6 +131,27 @@ def main() -> None:
     watcher.setInterval(50)
     watcher.timeout.connect(check_done)
 
+    stacks: dict[str, int] = {}
+    if args.trace_stalls:  # a watchdog thread samples the GUI thread's stack during stalls
+        import threading
+        import traceback
+
+        main_id = threading.get_ident()
+        done = threading.Event()
+
+        def watchdog() -> None:
+            while not done.wait(0.02):
+                if ticks and time.perf_counter() - ticks[-1] > 0.1:
+                    frame = sys._current_frames().get(main_id)
+                    if frame is None:
+                        continue
+                    summary = traceback.extract_stack(frame)[-args.trace_depth:]
+                    key = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                      for f in reversed(summary))
+                    stacks[key] = stacks.get(key, 0) + 1
+
+        threading.Thread(target=watchdog, daemon=True).start()
+
     warm = 2.0
     heart.start()
     watcher.start()
@@ -132,6 +160,8 @@ def main() -> None:
     QTimer.singleShot(int((warm + args.seconds + 120) * 1000), app.quit)  # safety net
     app.exec_() if hasattr(app, "exec_") else app.exec()
 
+    if args.trace_stalls:
+        done.set()
     t_press, t_stop = state["pressed"], state["stop_pressed"]
     arr = np.asarray(ticks)
     gaps = np.diff(arr) * 1000
@@ -151,6 +181,7 @@ def main() -> None:
         "paint": not args.no_paint,
         "paints": state["paints"],
         "threads_env": os.environ.get("NAPARI_UNET_STUDIO_THREADS"),
+        "constrained_loss_plot": args.constrained_loss_plot,
         "import_napari_s": round(t_import - t_start, 2),
         "viewer_s": round(t_viewer - t_import, 2),
         "dock_widget_s": round(t_dock - t_viewer, 3),
@@ -175,6 +206,9 @@ def main() -> None:
         "stop_to_idle_s": (round(state["stopped"] - t_stop, 2) if state["stopped"] else None),
         "loadavg": os.getloadavg(),
     }
+    if stacks:
+        top = sorted(stacks.items(), key=lambda kv: -kv[1])[:12]
+        res["stall_stacks_20ms_samples"] = [{"samples": n, "stack": k} for k, n in top]
     try:
         from _common import machine_description
 
@@ -194,6 +228,8 @@ def main() -> None:
                 "stalls_over_100ms", "stalls_over_250ms", "worst_intervals_at_s_ms",
                 "first_overlay_s", "overlays", "labels_pushes", "steps", "stop_to_idle_s"):
         print(f"  {key:26s} {res[key]}")
+    for item in res.get("stall_stacks_20ms_samples", []):
+        print(f"  stalled {20 * item['samples']:5d} ms in: {item['stack']}")
     RESULTS.mkdir(exist_ok=True)
     name = f"gui_latency{'_' + args.tag if args.tag else ''}.json"
     (RESULTS / name).write_text(json.dumps(res, indent=1))
