@@ -48,7 +48,17 @@ def shot(viewer: napari.Viewer, name: str) -> None:
     pump(0.5)
     path = OUT / name
     viewer.screenshot(str(path), canvas_only=False, flash=False)
+    compress(path)
     sys.stdout.write(f"wrote {path}\n")
+
+
+def compress(path: Path) -> None:
+    """Re-save as a 256-colour PNG (smaller files; screenshots need few colours)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        small = img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 def show_section(widget, panel) -> None:
@@ -127,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     fixed[box] = truth[box]
     pred.data = fixed
     pp.corrections_button.click()
-    viewer.layers["scribbles + corrections"].visible = False
-    viewer.camera.center = (200, 110)
-    viewer.camera.zoom = 3.0
+    # show the merged training labels: the scribbles plus the corrected pixels
+    pred.visible = False
+    merged = viewer.layers["scribbles + corrections"]
+    merged.opacity = 1.0
+    camera = getattr(viewer, "scene", viewer).camera  # napari >= 0.9: viewer.scene.camera
+    camera.center = (200, 160)
+    camera.zoom = 3.0
     show_section(widget, pp)
     shot(viewer, "06_corrections.png")
-    viewer.layers["scribbles + corrections"].visible = True
+    pred.visible = True
     viewer.reset_view()
 
     # model information

@@ -175,7 +175,7 @@ class DataPanel(QWidget):
             | QAbstractItemView.EditTrigger.EditKeyPressed
             | QAbstractItemView.EditTrigger.SelectedClicked
         )
-        self.class_table.setMaximumHeight(110)
+        self.class_table.setMaximumHeight(140)
         layout.addWidget(self.class_table)
         buttons = QHBoxLayout()
         self.add_class_button = QPushButton("Add class")
