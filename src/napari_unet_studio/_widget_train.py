@@ -53,10 +53,12 @@ class TrainJob:
     stop_requested: bool = False
     trainer: Any = None
     created: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event = field(default_factory=threading.Event)  # abandons previews
 
     def stop(self) -> None:
         """Ask training to end after the current step (keeps the best model)."""
         self.stop_requested = True
+        self.cancel.set()  # a preview of a large plane must not delay Stop or closing
         if self.trainer is not None:
             self.trainer.stop()
 
@@ -97,15 +99,18 @@ def train_worker(job: TrainJob) -> Generator[tuple[str, Any], None, None]:
             if job.live and source is not None and not progress.done and throttle.ready():
                 key, plane = source
                 started = time.monotonic()
-                prediction = np.asarray(trainer.preview(plane))
+                prediction = trainer.preview(plane, stop=job.cancel)
                 # previews may take at most about a quarter of the training time
                 throttle.interval = max(job.preview_interval, 3.0 * (time.monotonic() - started))
-                yield PREVIEW, (key, prediction)
+                if prediction is not None:  # None: abandoned because Stop was pressed
+                    yield PREVIEW, (key, np.asarray(prediction))
         if model is None:
             model = trainer.result()
         source = job.preview_source
-        if job.live and source is not None:
-            yield PREVIEW, (source[0], _predict_plane(model, source[1], trainer.device))
+        if job.live and source is not None and not job.cancel.is_set():
+            final = _predict_plane(model, source[1], trainer.device, job.cancel)
+            if final is not None:
+                yield PREVIEW, (source[0], final)
         yield DONE, model
     except Exception as exc:  # noqa: BLE001 - every failure must reach the GUI
         best = None
@@ -120,16 +125,21 @@ def train_worker(job: TrainJob) -> Generator[tuple[str, Any], None, None]:
         job.created.set()
 
 
-def _predict_plane(model: Any, plane: Any, device: Any) -> np.ndarray:
-    """Final preview with the model training returned (the best one, not the last)."""
+def _predict_plane(
+    model: Any, plane: Any, device: Any, stop: threading.Event | None = None
+) -> np.ndarray | None:
+    """Final preview with the model training returned (the best one, not the last).
+
+    ``None`` if ``stop`` is set meanwhile (Stop or closing napari).
+    """
     from .core.infer import iter_predict
 
-    gen = iter_predict(model, plane, device=str(device))
+    gen = iter_predict(model, plane, device=str(device), stop=stop)
     while True:
         try:
             next(gen)
         except StopIteration as fin:
-            return np.asarray(fin.value.labels)
+            return None if fin.value.cancelled else np.asarray(fin.value.labels)
 
 
 def _auto_locator() -> Any:

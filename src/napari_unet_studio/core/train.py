@@ -517,8 +517,12 @@ class Trainer:
             m.momentum = 0.1
         return net.eval()
 
-    def preview(self, image: np.ndarray, tile: TileConfig | None = None) -> np.ndarray:
+    def preview(self, image: np.ndarray, tile: TileConfig | None = None,
+                stop: threading.Event | None = None) -> np.ndarray | None:
         """Class ids (1..K) for one 2D image/slice with the current weights.
+
+        ``None`` if ``stop`` was set before the preview was complete (a large image is
+        then abandoned between two batches of tiles, so Stop and closing napari stay fast).
 
         While the learning rate is still high, batch-norm statistics are re-estimated
         for the preview (see :meth:`_calibrated`; a few forward passes). Call only from
@@ -533,12 +537,12 @@ class Trainer:
             net = self.model.eval()
         try:
             gen = iter_predict_module(net, self.model_config, self.normalization, image,
-                                      tile=tile, device=self.device)
+                                      tile=tile, device=self.device, stop=stop)
             while True:
                 try:
                     next(gen)
                 except StopIteration as fin:
-                    return fin.value.labels
+                    return None if fin.value.cancelled else fin.value.labels
         finally:
             self.model.train(was_training)
 
