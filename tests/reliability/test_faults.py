@@ -392,3 +392,54 @@ def test_closing_the_viewer_mid_job_leaves_no_running_thread(qtbot, notes, job):
                 if t.ident not in threads_before and t.is_alive() and not t.daemon]
     assert not leftover, leftover
     assert any("stopped" in w for w in notes.warnings), notes.warnings
+
+
+@pytest.mark.parametrize("how", ["close_viewer"])  # Stop takes the same path (job.stop)
+def test_stop_or_close_during_a_slow_live_preview(qtbot, notes, monkeypatch, how):
+    """A live preview of a large plane (here: many tiles, each slowed down) is abandoned
+    between two batches of tiles, so Stop and closing napari take effect in seconds
+    (before the fix: 11 s here, and minutes for a large image on a slow CPU)."""
+    import napari
+    from conftest import tiny_widget_settings
+
+    from napari_unet_studio._widget import UNetStudioWidget
+
+    real = core_infer.iter_predict_module
+    in_preview = threading.Event()
+
+    def slow_tiles(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        while True:
+            try:
+                progress = next(gen)
+            except StopIteration as fin:
+                return fin.value
+            in_preview.set()
+            time.sleep(1.0)  # 25 tiles of 256 px in batches of 4: 7 s per preview
+            yield progress
+
+    monkeypatch.setattr(core_infer, "iter_predict_module", slow_tiles)
+    viewer = napari.Viewer(show=False)
+    widget = UNetStudioWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    tiny_widget_settings(widget, steps=100000)
+    widget.model_panel.preview_interval.setValue(3.0)
+    viewer.add_image(textured((1000, 1000)), name="img")
+    viewer.add_labels(scribbles((1000, 1000)), name="lab")
+    widget.train_panel.train_button.click()
+    worker = widget.state.train_worker
+    qtbot.waitUntil(in_preview.is_set, timeout=60000)
+    start = time.monotonic()
+    try:
+        if how == "stop_button":
+            widget.train_panel.stop_button.click()
+            wait_idle(qtbot, widget, timeout=20000)
+        else:
+            viewer.close()
+        qtbot.waitUntil(lambda: not worker.is_running, timeout=20000)
+        assert time.monotonic() - start < 4.0, time.monotonic() - start
+    finally:
+        if how == "stop_button":
+            viewer.close()
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10000)
+    assert not notes.errors, notes.errors
