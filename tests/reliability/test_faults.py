@@ -342,6 +342,23 @@ def test_image_replaced_during_training(studio, qtbot, notes):
     assert_layers_unchanged(viewer, before)
 
 
+def test_live_preview_layer_deleted_during_training(studio, qtbot, notes):
+    viewer, widget = studio
+    _layers(viewer)
+    widget.model_panel.steps.setValue(100000)
+    widget.train_panel.train_button.click()
+    qtbot.waitUntil(lambda: widget.state.previews >= 1, timeout=30000)
+    before = layer_digests(viewer)
+    viewer.layers.remove("img prediction")
+    qtbot.wait(200)
+    assert widget.state.train_worker is not None  # training goes on without its preview
+    widget.train_panel.stop_button.click()
+    wait_idle(qtbot, widget)
+    assert widget.model is not None and not notes.errors and not notes.warnings
+    assert "img prediction" not in viewer.layers
+    assert_layers_unchanged(viewer, before)
+
+
 @pytest.mark.parametrize("deleted", ["img", "lab"])
 def test_layer_deleted_during_training(studio, qtbot, notes, deleted):
     viewer, widget = studio
@@ -358,7 +375,7 @@ def test_layer_deleted_during_training(studio, qtbot, notes, deleted):
 
 
 # ------------------------------------------------------------------- closing the viewer
-@pytest.mark.parametrize("job", ["training", "prediction"])
+@pytest.mark.parametrize("job", ["training", "paused_training", "prediction"])
 def test_closing_the_viewer_mid_job_leaves_no_running_thread(qtbot, notes, job):
     import napari
     from conftest import tiny_widget_settings
@@ -370,11 +387,14 @@ def test_closing_the_viewer_mid_job_leaves_no_running_thread(qtbot, notes, job):
     viewer.window.add_dock_widget(widget)
     tiny_widget_settings(widget, steps=100000)
     threads_before = {t.ident for t in threading.enumerate()}
-    if job == "training":
+    if job in ("training", "paused_training"):
         _layers(viewer)
         widget.train_panel.train_button.click()
         worker = widget.state.train_worker
         qtbot.waitUntil(lambda: widget.train_panel.progress.value() >= 1, timeout=30000)
+        if job == "paused_training":
+            widget.train_panel.pause_button.click()
+            assert widget.train_panel.pause_button.text() == "Resume"
     else:
         img = viewer.add_image(textured((3000, 16, 16), dtype=np.uint8), name="long stack")
         widget.use_model(tiny_trained_model(), source="test")
