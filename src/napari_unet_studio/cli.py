@@ -112,6 +112,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise FileNotFoundError(f"The folder of --out does not exist: '{out.parent}'")
+    if out.is_dir():  # found out before training, not after it (the work would be lost)
+        raise ValueError(f"--out is a folder: '{out}'; give a file name such as model.pt")
     bar = None if args.quiet else _train_bar(tc)
     gen = trainer.run()
     model = None
