@@ -185,6 +185,7 @@ def test_missing_and_unreadable_inputs(tmp_path, capsys, model_files):
         (["predict", "--model", model_files["good"], "--image", junk, "--out", out], []),
         (["predict", "--model", model_files["good"], "--image", lab, "--out",
           tmp_path / "no" / "p.tif"], ["does not exist"]),
+        (["train", "--image", lab, "--labels", lab, "--out", tmp_path], ["is a folder"]),
         (["train", "--image", lab, "--labels", lab, "--out", out, "--steps", 0], ["steps"]),
         (["predict", "--model", model_files["good"], "--image", lab, "--out", out,
           "--overlap", 0.9], ["overlap"]),
