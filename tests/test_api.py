@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import napari_unet_studio as nus
 from napari_unet_studio.core.config import ModelConfig, TileConfig, TrainConfig
 from napari_unet_studio.core.errors import DataError, ModelFileError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _task():

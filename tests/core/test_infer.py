@@ -28,12 +28,7 @@ from napari_unet_studio.core.model import build_model
 NORM = {"method": "percentile", "low": 1.0, "high": 99.8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class ConstantLogits(nn.Module):

@@ -17,13 +17,7 @@ from napari_unet_studio.core.train import Trainer, TrainProgress, iter_train, on
 SMALL = ModelConfig(depth=1, width=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; spinning threads stall on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _task(size: int = 40, seed: int = 0):

@@ -116,6 +116,8 @@ def _layout(shape: tuple[int, ...], in_channels: int) -> tuple[tuple[int, ...], 
             f"Cannot predict an image of shape {tuple(shape)}: expected (Y, X) or a stack "
             "(Z, Y, X), optionally with a last channel axis."
         )
+    if 0 in tuple(spatial)[-2:]:  # was a ValueError from deep inside normalisation
+        raise DataError(f"The image of shape {tuple(shape)} is empty: it has no pixels.")
     return tuple(int(s) for s in spatial), channel_last
 
 
@@ -345,20 +347,9 @@ def iter_predict(
     ))
 
 
-def predict_image(
-    model: TrainedModel,
-    image: Any,
-    *,
-    tile: TileConfig | None = None,
-    probabilities: bool = False,
-    device: str | torch.device = "auto",
-    slices: Any = None,
-    stop: threading.Event | None = None,
-    threads: int | None = None,
-) -> PredictResult:
-    """Non-generator wrapper of :func:`iter_predict` (same arguments)."""
-    gen = iter_predict(model, image, tile=tile, probabilities=probabilities, device=device,
-                       slices=slices, stop=stop, threads=threads)
+def predict_image(model: TrainedModel, image: Any, **kwargs: Any) -> PredictResult:
+    """Non-generator wrapper of :func:`iter_predict` (same keyword arguments)."""
+    gen = iter_predict(model, image, **kwargs)
     while True:
         try:
             next(gen)
