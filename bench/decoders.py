@@ -640,6 +640,9 @@ def main() -> None:
         log.unlink()
     if args.report_only:  # aggregate the runs already logged (e.g. an interrupted study)
         previous = [json.loads(line) for line in log.read_text().splitlines() if line]
+        for r in previous:  # the step counts those runs really used
+            if r["dataset"] in steps:
+                steps[r["dataset"]][r["label"]] = r["steps"]
     jobs, runs = [], []
     for seed in range(args.seeds):
         for ds in datasets:
