@@ -12,7 +12,7 @@ from rel_helpers import Evil, EvilSystem, Notes, tiny_trained_model
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread(monkeypatch):
+def reliability_one_thread(monkeypatch):
     """One torch thread: on a busy 2-core machine spinning OpenMP threads make tiny
     convolutions 20x slower (200 slices of 16x16: 18 s instead of 0.8 s). Restored after."""
     import torch
