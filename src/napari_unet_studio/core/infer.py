@@ -181,7 +181,7 @@ def iter_predict_module(
         zs, squeeze = [None], True
         plane_shape = spatial
     h, w = plane_shape
-    t = int(tile.tile)
+    t = max(int(tile.tile), 2 ** int(config.depth))  # the network needs 2**depth pixels
     ov = int(round(float(tile.overlap) * t))
     ys, xs = tile_positions(h, t, ov), tile_positions(w, t, ov)
     hp, wp = max(h, t), max(w, t)

@@ -160,6 +160,13 @@ class Trainer:
                 num_classes=max(2, self._data.num_classes))
             model_config = dataclasses.replace(base, **arch)
         self.model_config = self._resolve_config(model_config, init, reinit_head, decoder)
+        depth = int(self.model_config.depth)
+        if int(tc.patch_size) < 2 ** (depth + 1):  # was a torch error deep in the first step
+            raise DataError(
+                f"The patch size ({tc.patch_size} px) is too small for a U-Net of depth "
+                f"{depth}: its {depth} poolings would leave less than 2 x 2 pixels. Use a "
+                f"patch size of at least {2 ** (depth + 1)} px, or a smaller depth."
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tc.seed)
             model = build_model(self.model_config)
