@@ -159,6 +159,32 @@ def test_training_bad_inputs_api(case):
     assert (digest(image), digest(labels)) == before
 
 
+# ---------------------------------------------------------------------- settings
+@pytest.mark.parametrize(("depth", "patch", "batch", "norm"), [
+    (3, 8, 1, "batch"), (3, 8, 4, "instance"), (6, 64, 2, "batch"), (4, 16, 1, "group")])
+def test_patch_too_small_for_the_depth(depth, patch, batch, norm):
+    tc = dataclasses.replace(TINY_TRAIN, patch_size=patch, batch_size=batch)
+    with pytest.raises(DataError, match=rf"patch size \({patch} px\) is too small .* depth"):
+        Trainer([(textured((16, 16)), scribbles((16, 16)))], None, tc,
+                arch={"width": 2, "depth": depth, "norm": norm})
+    # the smallest patch the message asks for trains
+    tc = dataclasses.replace(tc, patch_size=2 ** (depth + 1), steps=1)
+    drain(Trainer([(textured((16, 16)), scribbles((16, 16)))], None, tc,
+                  arch={"width": 2, "depth": depth, "norm": norm}).run())
+
+
+@pytest.mark.parametrize("decoder", ["unpool", "bilinear"])
+def test_prediction_tile_smaller_than_the_network_needs(decoder):
+    model = tiny_trained_model()  # depth 2
+    deep = dataclasses.replace(model.config, depth=5, decoder=decoder)
+    from napari_unet_studio.core.checkpoint import TrainedModel
+    from napari_unet_studio.core.model import build_model
+
+    net = TrainedModel(deep, build_model(deep).state_dict())
+    out = nus.predict(net, textured((40, 24)), tile=TileConfig(tile=8), device="cpu")
+    assert out.shape == (40, 24) and out.min() >= 1
+
+
 # ----------------------------------------------------------------------- fine-tuning
 def test_labels_above_the_models_classes_when_continuing():
     init = tiny_trained_model(1, 2)

@@ -239,3 +239,12 @@ def test_loading_bad_model_files(studio, qtbot, notes, monkeypatch, model_files,
     assert "Traceback" not in notes.errors[-1]
     assert widget.model is previous  # the model the user had is kept
     assert_layers_unchanged(viewer, before)
+
+
+def test_patch_size_too_small_for_the_depth(studio, qtbot, notes):
+    viewer, widget = studio
+    widget.model_panel.patch_size.setValue(8)
+    widget.model_panel.depth.setValue(3)
+    _train(viewer, widget, qtbot, textured((16, 16)), scribbles((16, 16)))
+    assert notes.errors and "patch size (8 px) is too small" in notes.errors[-1], notes.errors
+    assert "at least 16 px" in notes.errors[-1]
