@@ -115,6 +115,7 @@ class TrainedModel:
         directory = path.parent if str(path.parent) else Path(".")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
         try:
+            os.chmod(tmp, _file_mode(path))  # mkstemp makes 0o600: colleagues could not read
             with os.fdopen(fd, "wb") as fh:
                 torch.save(self.to_dict(), fh)
                 fh.flush()
@@ -169,6 +170,24 @@ class TrainedModel:
         if versions:
             lines.append("  versions:    " + ", ".join(f"{k} {v}" for k, v in versions.items()))
         return "\n".join(lines)
+
+
+def _file_mode(path: Path) -> int:
+    """Permissions for a saved model: those of the file it replaces, else ``0o666 - umask``."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        pass
+    try:  # Linux: read the umask without changing it (os.umask is process-wide)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def save_model(model: TrainedModel, path: str | os.PathLike) -> None:
