@@ -236,3 +236,16 @@ def test_widget_crash_mid_save_keeps_the_previous_file(studio, saved, monkeypatc
     assert str(path) in notes.errors[-1]
     assert path.read_bytes() == before
     assert _only(path), os.listdir(path.parent)
+
+
+def test_saved_model_is_readable_like_any_new_file(tmp_path):
+    """Atomic saving goes through a temporary file; mkstemp makes it owner-only (0o600),
+    which would leave colleagues unable to read a model saved in a shared folder."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    path = tmp_path / "model.pt"
+    tiny_trained_model().save(path)
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    os.chmod(path, 0o640)  # overwriting keeps the permissions the file had
+    tiny_trained_model(seed=3).save(path)
+    assert path.stat().st_mode & 0o777 == 0o640
