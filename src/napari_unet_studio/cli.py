@@ -177,6 +177,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for target in (args.out, args.probabilities):
         if target and not Path(target).resolve().parent.exists():
             raise FileNotFoundError(f"The output folder does not exist: '{Path(target).parent}'")
+        if target and Path(target).is_dir():  # checked before predicting, not after
+            raise ValueError(f"'{target}' is a folder; give a file name such as pred.tif")
     gen = iter_predict(model, image, tile=tile, probabilities=bool(args.probabilities),
                        device=args.device)
     bar = None if args.quiet else tqdm(unit="tile", desc="predicting", file=sys.stderr)
