@@ -186,6 +186,8 @@ def test_missing_and_unreadable_inputs(tmp_path, capsys, model_files):
         (["predict", "--model", model_files["good"], "--image", lab, "--out",
           tmp_path / "no" / "p.tif"], ["does not exist"]),
         (["train", "--image", lab, "--labels", lab, "--out", tmp_path], ["is a folder"]),
+        (["predict", "--model", model_files["good"], "--image", lab, "--out", tmp_path],
+         ["is a folder"]),
         (["train", "--image", lab, "--labels", lab, "--out", out, "--steps", 0], ["steps"]),
         (["train", "--image", lab, "--labels", lab, "--out", out, "--patch-size", 8],
          ["patch size (8 px) is too small", "at least 16"]),
