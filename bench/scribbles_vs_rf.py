@@ -309,6 +309,37 @@ def format_table(ds: str, table: list[dict], markdown: bool = False) -> str:
     return "\n".join([f"[{ds}]", fmt.format(*head)] + [fmt.format(*c) for c in lines])
 
 
+DOC = HERE.parent / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- scribbles_vs_rf:begin -->", "<!-- scribbles_vs_rf:end -->"
+
+
+def doc_tables(result: dict) -> str:
+    """Markdown tables of every dataset in ``result`` (what ``--doc`` writes)."""
+    m = result["machine"]
+    parts = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), torch "
+             f"{m['versions'].get('torch')}, scikit-image {m['versions'].get('skimage')}, "
+             f"scikit-learn {m['versions'].get('sklearn')}."]
+    for ds, res in result["datasets"].items():
+        st = res.get("settings", result["settings"])
+        steps = ", ".join(f"{k}: {v}" for k, v in res.get("steps", {}).items())
+        parts.append(
+            f"\n**{ds}** ({res['scribbled_fraction']:.1%} of the pixels scribbled; "
+            f"{st['seconds']:g} s budget, {st['seeds']} seeds; pairwise weight "
+            f"{st['pairwise']:g}, sigma {st['sigma']:g}, start {st.get('start', 0):g}; "
+            f"steps {steps})\n\n{format_table(ds, res['table'], markdown=True)}")
+    return "\n".join(parts)
+
+
+def write_doc(result: dict, path: Path = DOC) -> None:
+    """Replace the generated tables between the markers in ``docs/benchmarks.md``."""
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{doc_tables(result)}\n{END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=45.0, help="training budget per model")
@@ -320,22 +351,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall", action="store_true",
                         help="train with time_limit=seconds on all cores (no calibration)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scribbles_vs_rf.json")
+    parser.add_argument("--variants", nargs="+", default=["rf", "default", "pairwise"],
+                        choices=["rf", "default", "pairwise"], help="what to run")
     parser.add_argument("--no-lock", action="store_true",
                         help="do not wait for /tmp/bench.lock (CPU-time calibration still works)")
+    parser.add_argument("--doc", action="store_true",
+                        help="only rewrite the tables in docs/benchmarks.md from --out")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other datasets already in --out (run datasets apart)")
     args = parser.parse_args(argv)
+    if args.doc:
+        write_doc(json.loads(args.out.read_text()))
+        return 0
 
     from _common import machine_description
 
     from napari_unet_studio.core.device import prepare_runtime
 
     prepare_runtime()
-    variants = [
+    pw_name = (f"U-Net + pairwise (w {args.pairwise:g}, sigma {args.sigma:g}, "
+               f"from {args.start:.0%})")
+    variants = [v for v in (
         Variant("U-Net (engine defaults)", tta=(1, 8)),
-        Variant("U-Net + pairwise", pairwise=args.pairwise, sigma=args.sigma, start=args.start,
+        Variant(pw_name, pairwise=args.pairwise, sigma=args.sigma, start=args.start,
                 tta=(1, 8)),
-    ]
+    ) if ("pairwise" if v.pairwise else "default") in args.variants]
     machine = machine_description()
     print(f"{machine['date']}  {machine['cpu']}  {machine['cores']} cores  "
           f"torch {machine['versions']['torch']}", flush=True)
@@ -359,14 +399,15 @@ def main(argv: list[str] | None = None) -> int:
                           f"thread -> {steps[v.name]} steps in {args.seconds:g} s", flush=True)
         runs = []
         for seed in range(args.seeds):
-            runs.append(run_rf(data, seed))
+            if "rf" in args.variants:
+                runs.append(run_rf(data, seed))
             for v in variants:
                 if args.wall:
                     with contextlib.nullcontext() if args.no_lock else bench_lock():
                         runs += run_unet(data, v, seed, None, args.seconds, None)
                 else:
                     runs += run_unet(data, v, seed, steps[v.name], None, 1)
-            for r in runs[-(1 + 2 * len(variants)):]:
+            for r in (r for r in runs if r["seed"] == seed):
                 print(f"  {ds} seed {seed}: {r['variant']:40s} {data['metric']} "
                       f"{r[data['metric']]:.4f}  bf1 {r['boundary_f1']:.3f}", flush=True)
         table = aggregate(runs, data["metric"])
