@@ -160,3 +160,21 @@ def test_too_small_input_is_a_clear_error_and_padding_helper_fixes_it():
 def test_wrong_tensor_rank_is_a_clear_error():
     with pytest.raises(ValueError, match="4D tensor"):
         build_model(ModelConfig(width=4))(torch.randn(1, 1, 8, 8, 8))
+
+
+def test_recalibrated_batch_norm_holds_the_average_statistics_of_the_batches():
+    from napari_unet_studio.core.model import has_batch_norm, recalibrate_batch_norm
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=4, depth=1))
+    assert has_batch_norm(model) and not has_batch_norm(build_model(ModelConfig(norm="group")))
+    batches = [torch.randn(2, 1, 16, 16) * 3 + 1 for _ in range(3)]
+    weights_before = model.encoder[0][0].weight.clone()
+    recalibrate_batch_norm(model, iter(batches))
+    assert not model.training
+    with torch.no_grad():
+        feats = torch.cat([model.encoder[0][0](x) for x in batches])
+    torch.testing.assert_close(
+        model.encoder[0][1].running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-5
+    )
+    assert torch.equal(model.encoder[0][0].weight, weights_before)

@@ -10,7 +10,7 @@ resolution in one step, with no skip connections.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,8 @@ __all__ = [
     "UNet",
     "build_model",
     "count_parameters",
+    "has_batch_norm",
+    "recalibrate_batch_norm",
     "min_input_size",
     "pad_to_multiple",
 ]
@@ -178,3 +180,26 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Seque
         mode = "reflect" if all(p < s for p, s in zip(pad[1::2], reversed(size))) else "replicate"
         x = F.pad(x, pad, mode=mode)
     return x, size
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether ``model`` holds batch-norm layers (their statistics lag during training)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def recalibrate_batch_norm(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Re-estimate batch-norm running statistics as a plain average over ``batches``.
+
+    The weights are not changed; returns ``model`` in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for m in norms:
+        m.momentum = 0.1
+    return model.eval()

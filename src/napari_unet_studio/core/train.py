@@ -13,7 +13,6 @@ import math
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,70 +24,13 @@ from .data import PatchSampler, TrainingData, class_weights
 from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
 from .errors import DataError, DeviceError
 from .losses import masked_loss
+from .model import has_batch_norm, recalibrate_batch_norm
+from .progress import TrainProgress, one_cycle_lr
 
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
 
 _EMA = 0.9  # loss smoothing factor
 _CALIBRATE_ABOVE = 0.1  # re-estimate batch-norm statistics if lr > this fraction of the peak
-
-
-@dataclass
-class TrainProgress:
-    """One report from the training loop (after every step, and a final one).
-
-    Attributes
-    ----------
-    step : int
-        Optimiser steps done.
-    total_steps : int or None
-        Step budget (``None`` if only a time limit is set).
-    loss : float
-        Loss of the last step (``nan`` before the first).
-    lr : float
-        Learning rate of the last step.
-    elapsed : float
-        Training seconds so far (pauses excluded).
-    samples_per_s : float
-        Recent throughput in patches per second.
-    device : str
-        Where training runs, e.g. ``"cpu"`` or ``"cuda:0"``.
-    eta : float or None
-        Estimated seconds left.
-    best_loss : float
-        Best smoothed loss so far (the model :meth:`Trainer.result` returns).
-    done : bool
-        True on the last report.
-    stopped : bool
-        True if training ended because :meth:`Trainer.stop` was called.
-    message : str
-        Something the user should know (new labels skipped, batch size halved...).
-    """
-
-    step: int
-    total_steps: int | None
-    loss: float
-    lr: float
-    elapsed: float
-    samples_per_s: float
-    device: str
-    eta: float | None
-    best_loss: float
-    done: bool = False
-    stopped: bool = False
-    message: str = ""
-
-
-def one_cycle_lr(fraction: float, peak: float, warmup: float = 0.1, final: float = 0.01) -> float:
-    """One-cycle learning rate at ``fraction`` (0..1) of the run.
-
-    Linear warm-up from ``0.04 * peak`` over the first ``warmup`` of the run, then a
-    cosine decay to ``final * peak``.
-    """
-    f = min(max(fraction, 0.0), 1.0)
-    if f < warmup:
-        return peak * (0.04 + 0.96 * f / warmup)
-    t = (f - warmup) / max(1e-9, 1.0 - warmup)
-    return peak * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 def _versions() -> dict[str, str]:
@@ -458,7 +400,7 @@ class Trainer:
         if state is None:
             state = self.model.state_dict()
         calibrated = False
-        if best_step > 0 and lr_frac > _CALIBRATE_ABOVE and self._has_batch_norm():
+        if best_step > 0 and lr_frac > _CALIBRATE_ABOVE and has_batch_norm(self.model):
             state = self._calibrated(state, batches=8).state_dict()
             calibrated = True
         weights = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
@@ -490,10 +432,6 @@ class Trainer:
 
     snapshot = result  # name used in docs/architecture.md
 
-    def _has_batch_norm(self) -> bool:
-        return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                   for m in self.model.modules())
-
     def _calibrated(self, state: dict[str, torch.Tensor], batches: int) -> torch.nn.Module:
         """Eval-mode copy of the network with ``state`` and re-estimated batch-norm stats.
 
@@ -508,21 +446,11 @@ class Trainer:
 
         net = build_model(self.model_config).to(self.device)
         net.load_state_dict(state)
-        norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-        net.train()
         sampler = PatchSampler(self._data, self.train_config.patch_size, augment=False,
                                label_fraction=0.5)
         rng = np.random.default_rng([self.train_config.seed, 1])
-        with torch.no_grad():
-            for _ in range(batches):
-                x, _ = sampler.draw(self._batch_size, rng)
-                net(torch.from_numpy(x).to(self.device))
-        for m in norms:
-            m.momentum = 0.1
-        return net.eval()
+        draws = (sampler.draw(self._batch_size, rng)[0] for _ in range(batches))
+        return recalibrate_batch_norm(net, (torch.from_numpy(x).to(self.device) for x in draws))
 
     def preview(self, image: np.ndarray, tile: TileConfig | None = None,
                 stop: threading.Event | None = None) -> np.ndarray | None:
@@ -538,7 +466,7 @@ class Trainer:
         from .infer import iter_predict_module
 
         was_training = self.model.training
-        if self._step > 0 and self._lr_frac > _CALIBRATE_ABOVE and self._has_batch_norm():
+        if self._step > 0 and self._lr_frac > _CALIBRATE_ABOVE and has_batch_norm(self.model):
             net = self._calibrated(self.model.state_dict(), batches=4)
         else:
             net = self.model.eval()
