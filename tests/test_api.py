@@ -51,6 +51,9 @@ def test_train_save_load_predict_round_trip(tmp_path):
     assert probs.shape == (2, 40, 40) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
     assert nus.load_model(path).class_names == ["background", "cell"]
+    _, probs_tta = nus.predict(model, image, tile=tile, probabilities=True, tta=8)
+    np.testing.assert_allclose(probs_tta.sum(0), 1.0, atol=1e-5)
+    assert not np.allclose(probs_tta, probs, atol=1e-4)  # averaging changed something
 
 
 def test_pairs_decoder_time_limit_and_continue(tmp_path):

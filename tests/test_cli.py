@@ -65,6 +65,9 @@ def test_train_predict_info_end_to_end(files, capsys):
     assert mask.min() >= 1 and mask.max() <= 2
     probs = tifffile.imread(prob)
     assert probs.shape == (2, 48, 48) and np.allclose(probs.sum(0), 1, atol=1e-5)
+    assert main(["predict", "--model", str(model), "--image", str(files["img"]),
+                 "--out", str(pred), "--tile", "32", "--tta", "4", "--quiet"]) == 0
+    assert set(np.unique(tifffile.imread(pred))) <= {1, 2}
     assert main(["info", str(model)]) == 0
     out = capsys.readouterr().out
     assert "decoder" in out and "classes:     2" in out and "48x48" in out

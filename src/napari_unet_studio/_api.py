@@ -91,8 +91,16 @@ def train(
         tc = dataclasses.replace(tc, **overrides)
     if isinstance(init, (str, os.PathLike)):
         init = _load_model(init)
-    trainer = Trainer(pairs, model_config, tc, init=init, reinit_head=reinit_head,
-                      decoder=decoder, class_names=class_names, threads=threads)
+    trainer = Trainer(
+        pairs,
+        model_config,
+        tc,
+        init=init,
+        reinit_head=reinit_head,
+        decoder=decoder,
+        class_names=class_names,
+        threads=threads,
+    )
     bar = _bar(tc) if progress else None
     gen = trainer.run()
     try:
@@ -128,6 +136,7 @@ def predict(
     device: str = "auto",
     slices: Any = None,
     threads: int | None = None,
+    tta: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Predict class ids (1..K) for every pixel of ``image``.
 
@@ -147,6 +156,9 @@ def predict(
         Stacks only: which slices to predict.
     threads : int, optional
         Torch CPU threads (default: all cores this process may use).
+    tta : {1, 2, 4, 8}, optional
+        Test-time augmentation (overrides ``tile.tta``): average over this many
+        flips/rotations of every tile.
 
     Returns
     -------
@@ -157,8 +169,17 @@ def predict(
 
     if not isinstance(model, TrainedModel):
         model = _load_model(model)
-    res = predict_image(model, image, tile=tile, probabilities=probabilities, device=device,
-                        slices=slices, threads=threads)
+    if tta is not None:
+        tile = dataclasses.replace(tile or TileConfig(), tta=int(tta))
+    res = predict_image(
+        model,
+        image,
+        tile=tile,
+        probabilities=probabilities,
+        device=device,
+        slices=slices,
+        threads=threads,
+    )
     if probabilities:
         assert res.probabilities is not None
         return res.labels, res.probabilities

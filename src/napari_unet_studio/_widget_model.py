@@ -129,6 +129,13 @@ class ModelPanel(QWidget):
         self.augment.setToolTip("Random flips, 90-degree rotations and intensity changes.")
         self.augment.setChecked(tdef.augment)
         self.tile = self._spin(16, 4096, tile.tile, "Tile edge for prediction (px).")
+        self.tta = QComboBox()
+        for n, text in ((1, "off"), (2, "2x (flip)"), (4, "4x"), (8, "8x (flips + rotations)")):
+            self.tta.addItem(text, n)
+        self.tta.setToolTip(
+            "Predict: average each tile over flips and rotations. Slightly smoother and "
+            "more accurate masks, at 2-8x the prediction time."
+        )
         self.preview_interval = QDoubleSpinBox()
         self.preview_interval.setRange(3.0, 600.0)
         self.preview_interval.setValue(4.0)
@@ -145,6 +152,7 @@ class ModelPanel(QWidget):
             ("Seed", self.seed),
             ("", self.augment),
             ("Prediction tile", self.tile),
+            ("Test-time augm.", self.tta),
             ("Preview every", self.preview_interval),
         ):
             adv_form.addRow(label, widget)
@@ -211,7 +219,7 @@ class ModelPanel(QWidget):
 
     def tile_config(self) -> TileConfig:
         """Tiled prediction settings."""
-        return TileConfig(tile=self.tile.value())
+        return TileConfig(tile=self.tile.value(), tta=int(self.tta.currentData()))
 
     def device_name(self) -> str:
         """``"auto"``, ``"cpu"``, ``"cuda:0"``..."""

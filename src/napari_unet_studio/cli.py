@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tile", type=int, help="tile edge in pixels (default 256)")
     p.add_argument("--overlap", type=float, help="tile overlap fraction (default 0.25)")
+    p.add_argument("--tta", type=int, choices=[1, 2, 4, 8],
+                   help="average over this many flips/rotations per tile (default 1: off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("decoders", help="list the available decoders")
@@ -173,6 +175,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         tile_fields["tile"] = args.tile
     if args.overlap is not None:
         tile_fields["overlap"] = args.overlap
+    if args.tta is not None:
+        tile_fields["tta"] = args.tta
     tile = TileConfig(**tile_fields)
     for target in (args.out, args.probabilities):
         if target and not Path(target).resolve().parent.exists():

@@ -228,3 +228,51 @@ def test_iter_predict_from_trained_model_yields_progress():
     gen = iter_predict(tm, np.zeros((40, 40)), tile=TileConfig(tile=16, overlap=0.25))
     steps = list(gen)
     assert steps and steps[-1].done == steps[-1].total
+
+
+def _asymmetric_net() -> nn.Module:
+    """A 2-class network whose output depends on direction (a one-sided kernel)."""
+    net = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    with torch.no_grad():
+        net.weight.zero_()
+        net.weight[0, 0, 0, 2] = 3.0  # class 1 follows the upper-right neighbour
+        net.weight[1, 0, 2, 0] = 1.0  # class 2 the lower-left one
+    return net.eval()
+
+
+def test_tta_softmax_averages_the_back_transformed_predictions():
+    from napari_unet_studio.core.infer import tta_softmax
+    from napari_unet_studio.core.refine import tta_probabilities
+
+    net = _asymmetric_net()
+    img = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    x = torch.from_numpy(img)[None, None]
+
+    def probs(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(net(torch.from_numpy(a.copy())[None, None]), 1)[0].numpy()
+
+    with torch.no_grad():
+        torch.testing.assert_close(tta_softmax(net, x, 1), torch.softmax(net(x), 1))
+        for n in (2, 4, 8):
+            ours = tta_softmax(net, x, n)[0].numpy()
+            np.testing.assert_allclose(ours, tta_probabilities(probs, img, n), atol=1e-6)
+        # 8 transforms: the prediction of a flipped image is the flipped prediction
+        flipped = tta_softmax(net, x.flip(3), 8)
+        torch.testing.assert_close(flipped, tta_softmax(net, x, 8).flip(3))
+        plain_flipped = torch.softmax(net(x.flip(3)), 1)
+        assert not torch.allclose(plain_flipped, torch.softmax(net(x), 1).flip(3))
+
+
+def test_tiled_prediction_with_tta_is_flip_equivariant():
+    cfg = ModelConfig(depth=1, width=2, num_classes=2)
+    img = np.random.default_rng(1).random((40, 40)).astype(np.float32)
+    tile = TileConfig(tile=40, overlap=0.0, tta=8)
+    res, _ = _run(_asymmetric_net(), cfg, img, tile=tile, probabilities=True)
+    res_flip, _ = _run(_asymmetric_net(), cfg, img[:, ::-1].copy(), tile=tile, probabilities=True)
+    np.testing.assert_allclose(res_flip.probabilities, res.probabilities[:, :, ::-1], atol=1e-5)
+    plain, _ = _run(_asymmetric_net(), cfg, img, tile=TileConfig(tile=40, overlap=0.0),
+                    probabilities=True)
+    assert not np.allclose(plain.probabilities, res.probabilities, atol=1e-3)
+    with pytest.raises(ValueError, match="tta"):
+        TileConfig(tta=3)

@@ -8,6 +8,7 @@ never needs a ``K x H x W`` float volume unless probabilities are asked for.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -249,12 +250,10 @@ def iter_predict_module(
                 batch = torch.from_numpy(np.stack([band[:, :, x0:x0 + t] for x0 in chunk]))
                 with torch.inference_mode():
                     batch = batch.to(device)
-                    if autocast is not None:
-                        with torch.autocast(device_type=device.type, dtype=autocast):
-                            logits = net(batch)
-                    else:
-                        logits = net(batch)
-                    soft = (torch.softmax(logits.float(), dim=1) * win2d.to(device)).cpu()
+                    with (torch.autocast(device_type=device.type, dtype=autocast)
+                          if autocast is not None else contextlib.nullcontext()):
+                        soft = tta_softmax(net, batch, int(tile.tta))
+                    soft = (soft * win2d.to(device)).cpu()
                 for i, x0 in enumerate(chunk):
                     acc[:, :, x0:x0 + t] += soft[i].numpy()
                     wsum[:, x0:x0 + t] += win2d.numpy()
@@ -266,6 +265,29 @@ def iter_predict_module(
             break
         flush(hp - base, base)
     return PredictResult(labels, probs, cancelled)
+
+
+def tta_softmax(net: torch.nn.Module, batch: torch.Tensor, n: int = 1) -> torch.Tensor:
+    """Class probabilities of square tiles, averaged over ``n`` flips/rotations.
+
+    Each transform of :func:`~napari_unet_studio.core.refine.dihedral_transforms` is
+    applied to the tiles, the network's softmax is transformed back, and the ``n``
+    results are averaged (``n = 1``: a plain forward pass).
+    """
+    from .refine import dihedral_transforms
+
+    total = None
+    for k, flip in dihedral_transforms(n):
+        x = torch.rot90(batch, k, dims=(2, 3)) if k else batch
+        if flip:
+            x = x.flip(3)
+        p = torch.softmax(net(x).float(), dim=1)
+        if flip:
+            p = p.flip(3)
+        if k:
+            p = torch.rot90(p, -k, dims=(2, 3))
+        total = p if total is None else total + p
+    return total / n
 
 
 def inference_net(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
