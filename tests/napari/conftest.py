@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from gui_helpers import Notes, tiny_settings
+from widget_support import Notes, docked_studio, record_notifications, shut_down
 
 
 @pytest.fixture
 def notes(monkeypatch) -> Notes:
     """Record napari notifications (the widget calls napari.utils.notifications.show_*)."""
-    from napari.utils import notifications
-
-    rec = Notes()
-    monkeypatch.setattr(notifications, "show_error", lambda m: rec.errors.append(str(m)))
-    monkeypatch.setattr(notifications, "show_warning", lambda m: rec.warnings.append(str(m)))
-    monkeypatch.setattr(notifications, "show_info", lambda m: rec.infos.append(str(m)))
-    return rec
+    return record_notifications(monkeypatch)
 
 
 @pytest.fixture
 def studio(make_napari_viewer, qtbot, notes):
     """(viewer, widget) with the widget docked and tiny training settings."""
-    from napari_unet_studio._widget import UNetStudioWidget
-
-    viewer = make_napari_viewer()
-    widget = UNetStudioWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="U-Net Studio")
-    tiny_settings(widget)
+    viewer, widget = docked_studio(make_napari_viewer)
     yield viewer, widget
-    widget.shutdown()
-    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=10000)
-    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=10000)
+    shut_down(qtbot, widget)

@@ -1,9 +1,8 @@
-"""Helpers of the GUI tests: tiny settings, hashing, sample layers, waiting."""
+"""Helpers of the GUI tests: hashing, sample layers, waiting (settings: widget_support)."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,31 +11,10 @@ from napari_unet_studio._sample_data import MULTICLASS_CLASSES, make_multiclass
 SIZE = 64  # tiny images keep each training step well under a second on 2 cores
 
 
-def tiny_settings(widget, steps: int = 4) -> None:
-    """A very small network and few steps so that a training run takes seconds."""
-    mp = widget.model_panel
-    mp.steps.setValue(steps)
-    mp.patch_size.setValue(32)
-    mp.batch_size.setValue(1)
-    mp.width.setValue(4)
-    mp.depth.setValue(2)
-    mp.tile.setValue(64)
-    mp.preview_interval.setValue(3.0)
-
-
 def digest(array) -> str:
     """Hash of an array's bytes, shape and dtype (to prove it was not modified)."""
     a = np.ascontiguousarray(np.asarray(array))
     return hashlib.sha256(a.tobytes() + str((a.shape, a.dtype)).encode()).hexdigest()
-
-
-@dataclass
-class Notes:
-    """Notifications recorded instead of shown."""
-
-    errors: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-    infos: list = field(default_factory=list)
 
 
 def add_shapes(viewer, size: int = SIZE):

@@ -144,7 +144,7 @@ def test_gui_stays_responsive_paint_while_training_pause_and_stop(studio, qtbot,
 
 
 def test_closing_the_viewer_mid_training_stops_the_worker(make_napari_viewer, qtbot, notes):
-    from gui_helpers import tiny_settings
+    from widget_support import tiny_settings
 
     from napari_unet_studio._widget import UNetStudioWidget
 

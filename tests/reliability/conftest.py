@@ -8,7 +8,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from rel_helpers import Evil, EvilSystem, Notes, tiny_trained_model
+from rel_helpers import Evil, EvilSystem, tiny_trained_model
+from widget_support import Notes, docked_studio, record_notifications, shut_down, tiny_settings
 
 
 @pytest.fixture(autouse=True)
@@ -26,41 +27,20 @@ def reliability_one_thread(monkeypatch):
 @pytest.fixture
 def notes(monkeypatch) -> Notes:
     """Record napari notifications (the widget and the reader call ``show_*`` at call time)."""
-    from napari.utils import notifications
-
-    rec = Notes()
-    monkeypatch.setattr(notifications, "show_error", lambda m: rec.errors.append(str(m)))
-    monkeypatch.setattr(notifications, "show_warning", lambda m: rec.warnings.append(str(m)))
-    monkeypatch.setattr(notifications, "show_info", lambda m: rec.infos.append(str(m)))
-    return rec
+    return record_notifications(monkeypatch)
 
 
 def tiny_widget_settings(widget, steps: int = 2) -> None:
     """A tiny network and few steps: a training run takes about a second."""
-    mp = widget.model_panel
-    mp.steps.setValue(steps)
-    mp.patch_size.setValue(32)
-    mp.batch_size.setValue(2)
-    mp.width.setValue(4)
-    mp.depth.setValue(2)
-    mp.tile.setValue(32)
-    mp.preview_interval.setValue(3.0)
-    mp.device.setCurrentIndex(max(0, mp.device.findData("cpu")))
+    tiny_settings(widget, steps, batch_size=2, tile=32)
 
 
 @pytest.fixture
 def studio(make_napari_viewer, qtbot, notes):
     """``(viewer, widget)``: the dock widget in a viewer, tiny settings, workers joined after."""
-    from napari_unet_studio._widget import UNetStudioWidget
-
-    viewer = make_napari_viewer()
-    widget = UNetStudioWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="U-Net Studio")
-    tiny_widget_settings(widget)
+    viewer, widget = docked_studio(make_napari_viewer, tiny_widget_settings)
     yield viewer, widget
-    widget.shutdown()
-    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=15000)
-    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=15000)
+    shut_down(qtbot, widget)
 
 
 @pytest.fixture(scope="session")
@@ -187,19 +167,10 @@ def shared_studio(qapp):
     dozens of failures in a row. Yields ``(viewer, widget, notes)``.
     """
     import napari
-    from napari.utils import notifications
 
-    from napari_unet_studio._widget import UNetStudioWidget
-
-    rec = Notes()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(notifications, "show_error", lambda m: rec.errors.append(str(m)))
-        mp.setattr(notifications, "show_warning", lambda m: rec.warnings.append(str(m)))
-        mp.setattr(notifications, "show_info", lambda m: rec.infos.append(str(m)))
-        viewer = napari.Viewer(show=False)
-        widget = UNetStudioWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="U-Net Studio")
-        tiny_widget_settings(widget)
+        rec = record_notifications(mp)
+        viewer, widget = docked_studio(lambda: napari.Viewer(show=False), tiny_widget_settings)
         # napari runs gc.collect() on every layer removal; with torch loaded that is 0.5 s.
         # Freezing what exists now makes those collections scan only new objects.
         gc.freeze()

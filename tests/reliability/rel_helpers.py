@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -93,16 +92,6 @@ def tiny_trained_model(in_channels: int = 1, num_classes: int = 2, seed: int = 0
     return TrainedModel(cfg, state, record=record)
 
 
-@dataclass
-class Notes:
-    """napari notifications recorded instead of shown."""
-
-    errors: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-    infos: list = field(default_factory=list)
-
-    def all(self) -> list[str]:
-        return self.errors + self.warnings + self.infos
 
 
 class Evil:
