@@ -26,6 +26,7 @@ megapixel (whole image, product's tiled prediction).
 Run (``pip install -e ".[bench]"``)::
 
     python bench/decoders.py                     # the study: --seconds 45 --seeds 3
+                                                 # (~25 min on 2 free cores)
     python bench/decoders.py --seconds 10 --seeds 1 --datasets nuclei   # a quick look
     python bench/decoders.py --figure-only       # redraw the figures from saved results
     python bench/decoders.py --explain           # regenerate the arrays in docs/decoders.md
@@ -406,8 +407,9 @@ def make_figure(ds: str, preds: dict[str, np.ndarray], table: list[dict], out: P
             az.plot(tx, ty, "s", color="w", ms=1.2, mew=0)
             az.plot(px, py, "s", color="#ff3030", ms=1.2, mew=0)
             az.set_title(f"{v} (zoom)", fontsize=7)
-    fig.suptitle(f"{ds}: decoders after the same training budget (seed 0); "
-                 "rows 1/3 U-Net (progressive), rows 2/4 one-shot FCN-style", fontsize=9)
+    fig.suptitle(f"{ds}: decoders after the same training budget; pictures: seed 0, numbers: "
+                 "mean over seeds; rows 1/3 U-Net (progressive), rows 2/4 one-shot FCN-style",
+                 fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -596,7 +598,6 @@ def main() -> None:
         for ds, rows in result["table"].items():
             name = "decoders_comparison.png" if ds == "nuclei" else f"decoders_{ds}.png"
             make_figure(ds, preds, rows, IMAGES / name)
-        write_doc_tables(result)
         return
 
     from _common import machine_description
