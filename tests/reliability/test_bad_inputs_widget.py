@@ -16,6 +16,7 @@ from rel_helpers import (
     scribbles,
     textured,
     tiny_trained_model,
+    wait_idle,
 )
 
 
@@ -25,10 +26,10 @@ def studio(shared_studio, qtbot):
     from conftest import reset_widget
 
     viewer, widget, rec = shared_studio
-    _wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget)
     reset_widget(viewer, widget, rec)
     yield viewer, widget
-    _wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget)
 
 
 @pytest.fixture
@@ -44,14 +45,6 @@ def _choose(widget, image_layer, labels_layer):
     assert row.image.layer() is image_layer and row.labels.layer() is labels_layer
 
 
-def _wait_idle(qtbot, widget, timeout=30000):
-    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=timeout)
-    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=timeout)
-    assert widget.train_panel.train_button.isEnabled()
-    assert widget.predict_panel.predict_button.isEnabled()
-    assert widget.model_panel.decoder.isEnabled() and widget.data_panel.rows[0].isEnabled()
-
-
 def _train(viewer, widget, qtbot, image, labels, image_kw=None, labels_kw=None):
     img = viewer.add_image(image, name="img", **(image_kw or {}))
     lab = viewer.add_labels(labels, name="lab", **(labels_kw or {}))
@@ -59,7 +52,7 @@ def _train(viewer, widget, qtbot, image, labels, image_kw=None, labels_kw=None):
     _choose(widget, img, lab)
     before = layer_digests(viewer)
     widget.train_panel.train_button.click()
-    _wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget)
     assert_layers_unchanged(viewer, before)
     return img, lab
 
@@ -148,7 +141,7 @@ def test_odd_but_valid_inputs_train_and_predict(studio, qtbot, notes, image_fn, 
     before = layer_digests(viewer)
     widget.predict_panel.image.set_layer(img)
     widget.predict_panel.predict_button.click()
-    _wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget)
     assert not notes.errors, notes.errors
     assert_layers_unchanged(viewer, before)
     pred = [ly for ly in viewer.layers if ly.name.startswith("img prediction (")]
@@ -173,7 +166,7 @@ def test_corrections_with_a_new_class_then_continue(studio, qtbot, notes):
     img, lab = _train(viewer, widget, qtbot, textured((16, 16)), scribbles((16, 16)))
     widget.predict_panel.image.set_layer(img)
     widget.predict_panel.predict_button.click()
-    _wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget)
     pred = viewer.layers["img prediction (bilinear)"]
     fixed = np.array(pred.data)
     fixed[10:12, 10:14] = 3
@@ -187,7 +180,7 @@ def test_corrections_with_a_new_class_then_continue(studio, qtbot, notes):
     widget.train_panel.continue_box.setChecked(True)
     before = layer_digests(viewer)
     widget.train_panel.train_button.click()
-    _wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget)
     assert not notes.errors, notes.errors
     assert widget.model.config.num_classes == 3
     assert_layers_unchanged(viewer, before)
@@ -208,7 +201,7 @@ def test_prediction_refused_with_a_notification(studio, qtbot, notes, model_kind
     widget.predict_panel.image.set_layer(img)
     before = layer_digests(viewer)
     widget.predict_panel.predict_button.click()
-    _wait_idle(qtbot, widget)
+    wait_idle(qtbot, widget)
     assert notes.errors and words in notes.errors[-1], notes.errors
     assert len(viewer.layers) == len(before)
     assert_layers_unchanged(viewer, before)

@@ -35,6 +35,20 @@ from napari_unet_studio.core.train import Trainer
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)"
 
 
+def _out_of_memory_once(monkeypatch) -> list[int]:
+    """Make the first training step raise CUDA out-of-memory; returns the batch sizes seen."""
+    real, calls = Trainer._train_step, []
+
+    def oom_once(self, opt, scaler, x, y, lr):
+        calls.append(len(x))
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError(OOM)
+        return real(self, opt, scaler, x, y, lr)
+
+    monkeypatch.setattr(Trainer, "_train_step", oom_once)
+    return calls
+
+
 def _trainer(steps=3, **kw):
     tc = dataclasses.replace(TINY_TRAIN, steps=steps)
     return Trainer([(textured((16, 16)), scribbles((16, 16)))], None, tc, arch=ARCH, **kw)
@@ -75,15 +89,7 @@ def test_stop_during_prediction():
 
 def test_out_of_memory_once_halves_the_batch(monkeypatch):
     trainer = _trainer(steps=2)
-    real, calls = Trainer._train_step, []
-
-    def oom_once(self, opt, scaler, x, y, lr):
-        calls.append(len(x))
-        if len(calls) == 1:
-            raise torch.cuda.OutOfMemoryError(OOM)
-        return real(self, opt, scaler, x, y, lr)
-
-    monkeypatch.setattr(Trainer, "_train_step", oom_once)
+    calls = _out_of_memory_once(monkeypatch)
     reports = list(trainer.run())
     assert calls == [2, 1, 1]
     assert "batch size halved to 1" in reports[0].message
@@ -228,15 +234,7 @@ def test_cancel_during_prediction(studio, qtbot, notes, monkeypatch):
 def test_out_of_memory_in_the_widget_halves_the_batch(studio, qtbot, notes, monkeypatch):
     viewer, widget = studio
     _layers(viewer)
-    real, calls = Trainer._train_step, []
-
-    def oom_once(self, opt, scaler, x, y, lr):
-        calls.append(len(x))
-        if len(calls) == 1:
-            raise torch.cuda.OutOfMemoryError(OOM)
-        return real(self, opt, scaler, x, y, lr)
-
-    monkeypatch.setattr(Trainer, "_train_step", oom_once)
+    calls = _out_of_memory_once(monkeypatch)
     before = layer_digests(viewer)
     widget.train_panel.train_button.click()
     wait_idle(qtbot, widget)
