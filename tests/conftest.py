@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -10,11 +12,18 @@ def one_torch_thread():
     """Run a module's tiny models on one torch thread, then restore the count.
 
     Tiny models gain nothing from threads, and idle OpenMP threads spinning on a busy
-    2-core machine stall every step.
+    2-core machine stall every step. The engine's own setting is used
+    (``NAPARI_UNET_STUDIO_THREADS``), so training and prediction keep to it.
     """
     import torch
 
     before = torch.get_num_threads()
+    env = os.environ.get("NAPARI_UNET_STUDIO_THREADS")
+    os.environ["NAPARI_UNET_STUDIO_THREADS"] = "1"
     torch.set_num_threads(1)
     yield
+    if env is None:
+        os.environ.pop("NAPARI_UNET_STUDIO_THREADS", None)
+    else:
+        os.environ["NAPARI_UNET_STUDIO_THREADS"] = env
     torch.set_num_threads(before)

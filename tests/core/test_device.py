@@ -111,3 +111,24 @@ def test_prepare_runtime_threads(monkeypatch):
         assert dev.prepare_runtime()["threads"] <= dev._usable_cores()
     finally:
         torch.set_num_threads(before)
+
+
+def test_default_threads_come_back_after_an_explicit_count(monkeypatch):
+    """predict(threads=1) then train() must not leave training on one thread."""
+    before = torch.get_num_threads()
+    monkeypatch.delenv("NAPARI_UNET_STUDIO_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(dev, "_runtime_state", {})
+    monkeypatch.setattr(dev, "_usable_cores", lambda: 4)
+    try:
+        torch.set_num_threads(3)  # torch's own default in this process
+        assert dev.prepare_runtime()["threads"] == 3
+        assert dev.prepare_runtime(threads=1)["threads"] == 1
+        assert torch.get_num_threads() == 1
+        state = dev.prepare_runtime()
+        assert state["threads"] == 3 and torch.get_num_threads() == 3
+        assert set(state) == {"malloc_tuned", "threads"}
+        monkeypatch.setattr(dev, "_usable_cores", lambda: 2)  # never above the cores
+        assert dev.prepare_runtime()["threads"] == 2
+    finally:
+        torch.set_num_threads(before)

@@ -252,7 +252,9 @@ def prepare_runtime(threads: int | None = None) -> dict[str, object]:
     ----------
     threads : int, optional
         Torch CPU threads to use (e.g. ``cores - 1`` to keep a GUI responsive);
-        ``None`` applies the policy above.
+        ``None`` applies the policy above, also after an earlier call that asked for
+        a number (a ``predict(..., threads=1)`` does not leave later training on one
+        thread).
 
     Returns
     -------
@@ -262,14 +264,18 @@ def prepare_runtime(threads: int | None = None) -> dict[str, object]:
     with _runtime_lock:
         if "malloc_tuned" not in _runtime_state:
             _runtime_state["malloc_tuned"] = tune_malloc()
+        if "default_threads" not in _runtime_state:  # torch's own choice, before ours
+            _runtime_state["default_threads"] = torch.get_num_threads()
         wanted = os.environ.get(_THREADS_ENV, "").strip()
         if threads is not None and int(threads) > 0:
-            torch.set_num_threads(int(threads))
+            target = int(threads)
         elif wanted.isdigit() and int(wanted) > 0:
-            torch.set_num_threads(int(wanted))
-        elif "OMP_NUM_THREADS" not in os.environ:
-            cores = _usable_cores()
-            if torch.get_num_threads() > cores:
-                torch.set_num_threads(cores)
+            target = int(wanted)
+        else:  # the default again, even after a call that asked for fewer threads
+            target = int(_runtime_state["default_threads"])
+            if "OMP_NUM_THREADS" not in os.environ:
+                target = min(target, _usable_cores())
+        if torch.get_num_threads() != target:
+            torch.set_num_threads(target)
         _runtime_state["threads"] = torch.get_num_threads()
-        return dict(_runtime_state)
+        return {k: v for k, v in _runtime_state.items() if k != "default_threads"}
