@@ -128,6 +128,16 @@ class ModelPanel(QWidget):
         self.augment = QCheckBox("Augment")
         self.augment.setToolTip("Random flips, 90-degree rotations and intensity changes.")
         self.augment.setChecked(tdef.augment)
+        self.cutmix = QDoubleSpinBox()
+        self.cutmix.setRange(0.0, 1.0)
+        self.cutmix.setSingleStep(0.1)
+        self.cutmix.setValue(tdef.cutmix)
+        self.cutmix.setToolTip(
+            "CutMix (with Augment): chance that a training patch gets a square of another "
+            "patch pasted in, labels included. Keeps objects from growing past their "
+            "boundaries when your strokes stay away from them. 0 = off."
+        )
+        self.augment.toggled.connect(self.cutmix.setEnabled)
         self.tile = self._spin(16, 4096, tile.tile, "Tile edge for prediction (px).")
         self.tta = QComboBox()
         for n, text in ((1, "off"), (2, "2x (flip)"), (4, "4x"), (8, "8x (flips + rotations)")):
@@ -151,6 +161,7 @@ class ModelPanel(QWidget):
             ("Learning rate", self.lr),
             ("Seed", self.seed),
             ("", self.augment),
+            ("Mix patches", self.cutmix),
             ("Prediction tile", self.tile),
             ("Test-time augm.", self.tta),
             ("Preview every", self.preview_interval),
@@ -172,6 +183,7 @@ class ModelPanel(QWidget):
             self.lr,
             self.seed,
             self.augment,
+            self.cutmix,
         ]
 
     @staticmethod
@@ -191,6 +203,7 @@ class ModelPanel(QWidget):
         """Disable the settings that must not change while training runs."""
         for widget in self._train_only:
             widget.setEnabled(not locked)
+        self.cutmix.setEnabled(not locked and self.augment.isChecked())
 
     def model_config(self, in_channels: int, num_classes: int) -> ModelConfig:
         """The architecture chosen in the panel for data with these channels/classes."""
@@ -215,6 +228,7 @@ class ModelPanel(QWidget):
             seed=self.seed.value(),
             device=self.device_name(),
             augment=self.augment.isChecked(),
+            cutmix=float(self.cutmix.value()),
         )
 
     def tile_config(self) -> TileConfig:

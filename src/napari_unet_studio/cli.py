@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
     t.add_argument("--depth", type=int, help="U-Net depth (poolings, default 3)")
     t.add_argument("--width", type=int, help="channels of the first level (default 16)")
-    t.add_argument("--no-augment", action="store_true", help="no flips/rotations/jitter")
+    t.add_argument("--no-augment", action="store_true",
+                   help="no flips/rotations/jitter/CutMix")
+    t.add_argument("--cutmix", type=float, metavar="P",
+                   help="chance that a training patch gets a square of another patch pasted "
+                        "in, with its labels (default 0.5; 0 = off)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("predict", help="predict a mask with a trained model")
@@ -101,7 +105,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"device": args.device}
     if args.steps is not None or args.time_limit is not None:
         fields.update(steps=args.steps, time_limit=args.time_limit)
-    for name in ("seed", "patch_size", "batch_size", "lr"):
+    for name in ("seed", "patch_size", "batch_size", "lr", "cutmix"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.no_augment:

@@ -10,6 +10,7 @@ from napari_unet_studio.core.data import (
     TrainingData,
     apply_stats,
     class_weights,
+    cut_mix,
     normalize_plane,
     plane_stats,
 )
@@ -206,3 +207,64 @@ def test_dense_masks_work_and_coordinates_are_capped(monkeypatch):
     assert np.all(s.labels.ravel()[s.coords[2]] == 2)
     x, y = PatchSampler(data, 32).draw(4, np.random.default_rng(0))
     assert (y > 0).all()
+
+
+def test_cut_mix_pastes_a_square_of_another_patch_with_its_labels():
+    b, p = 6, 20
+    x = np.stack([np.full((2, p, p), float(i), np.float32) for i in range(b)])
+    y = np.stack([np.full((p, p), i + 1, np.int64) for i in range(b)])
+    xm, ym = cut_mix(x, y, np.random.default_rng(0), probability=1.0, area=(0.2, 0.6))
+    assert xm.shape == x.shape and ym.shape == y.shape
+    assert (x[:, 0] == np.arange(b)[:, None, None]).all()  # the inputs are not changed
+    for i in range(b):
+        np.testing.assert_array_equal(xm[i, 0] + 1, ym[i])  # image and labels move together
+        np.testing.assert_array_equal(xm[i, 0], xm[i, 1])
+        pasted = ym[i] != i + 1
+        donors = np.unique(ym[i][pasted])
+        assert donors.size == 1 and donors[0] != i + 1  # one other patch of the batch
+        rows, cols = np.nonzero(pasted)
+        h, w = np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert h == w and pasted.sum() == h * w  # a filled square
+        assert 0.2 * p * p - 2 * p <= h * w <= 0.6 * p * p
+
+
+def test_cut_mix_keeps_painted_pixels_next_to_other_texture():
+    """What it is for: painted pixels of one class end up beside another class's image."""
+    x = np.zeros((2, 1, 16, 16), np.float32)
+    x[1] = 5.0
+    y = np.zeros((2, 16, 16), np.int64)
+    y[0, ::2, ::2] = 1  # a grid of painted background pixels
+    y[1, 1::2, 1::2] = 2
+    xm, ym = cut_mix(x, y, np.random.default_rng(1), probability=1.0)
+    for xi, yi in zip(xm[:, 0], ym):
+        assert set(np.unique(xi)) == {0.0, 5.0}
+        for k, value in ((1, 0.0), (2, 5.0)):  # labels still sit on their own image
+            assert np.all(xi[yi == k] == value)
+        assert set(np.unique(yi)) >= {1, 2}
+
+
+def test_cut_mix_off_or_batch_of_one_changes_nothing():
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, (3, 8, 8))
+    xm, ym = cut_mix(x, y, np.random.default_rng(0), probability=0.0)
+    assert xm is x and ym is y
+    xm, ym = cut_mix(x[:1], y[:1], np.random.default_rng(0), probability=1.0)
+    np.testing.assert_array_equal(xm, x[:1])
+    np.testing.assert_array_equal(ym, y[:1])
+
+
+def test_sampler_mixes_only_with_augmentation():
+    ones, twos = np.ones((32, 32), np.uint8), np.full((32, 32), 2, np.uint8)
+    data = _data([(ones.astype(np.float32), ones), (twos.astype(np.float32), twos)],
+                 patch=16, norm={"method": "none"})  # each image holds one class only
+    with pytest.raises(ValueError, match="mix"):
+        PatchSampler(data, 16, mix=1.5)
+
+    def two_class_patches(sampler: PatchSampler) -> int:
+        y = sampler.draw(16, np.random.default_rng(2))[1]
+        return sum(len(np.unique(yi)) == 2 for yi in y)
+
+    assert two_class_patches(PatchSampler(data, 16, augment=True, mix=0.0)) == 0
+    assert two_class_patches(PatchSampler(data, 16, augment=False, mix=1.0)) == 0
+    assert two_class_patches(PatchSampler(data, 16, augment=True, mix=1.0)) >= 4

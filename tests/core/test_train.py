@@ -296,3 +296,23 @@ def test_batch_norm_statistics_are_recalibrated_when_stopped_at_high_learning_ra
     assert all(torch.equal(again.state_dict[k], v) for k, v in model.state_dict.items())
     _, done = _drain(Trainer([(image, labels)], SMALL, _tc(steps=30)).run())
     assert not done.record["batch_norm_recalibrated"]  # low learning rate at the end
+
+
+def test_cutmix_setting_reaches_the_sampler_and_is_recorded():
+    image, labels, _ = _task()
+    with pytest.raises(ValueError, match="cutmix"):
+        _tc(cutmix=1.5)
+    assert TrainConfig().cutmix == 0.5  # on by default
+    trainer = Trainer([(image, labels)], SMALL, _tc(steps=3, cutmix=0.25))
+    assert trainer._sampler.mix == 0.25 and trainer._sampler.augment
+    gen = trainer.run()
+    next(gen)
+    trainer.update_data([(image, labels)])  # a new sampler keeps the setting
+    reports, model = _drain(gen)
+    assert trainer._sampler.mix == 0.25
+    assert model.record["train_config"]["cutmix"] == 0.25
+    off = Trainer([(image, labels)], SMALL, _tc(steps=1, cutmix=0.0))
+    assert off._sampler.mix == 0.0
+    # an old model file's settings (no cutmix field) still load
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "cutmix"}
+    assert TrainConfig.from_dict(old).cutmix == 0.5

@@ -37,6 +37,23 @@ def test_device_picker_shows_available_devices_and_advanced_is_folded(studio):
     assert widget.model_panel.device_used.text() == "Ran on: -"
 
 
+def test_cutmix_setting_follows_augment_and_the_training_lock(studio):
+    _, widget = studio
+    panel = widget.model_panel
+    assert panel.train_config().cutmix == 0.5  # the engine's default
+    panel.cutmix.setValue(0.2)
+    assert panel.train_config().cutmix == 0.2
+    panel.augment.setChecked(False)
+    assert not panel.cutmix.isEnabled()
+    panel.set_locked(True)
+    panel.set_locked(False)
+    assert not panel.cutmix.isEnabled()  # unlocking does not re-enable it without Augment
+    panel.augment.setChecked(True)
+    assert panel.cutmix.isEnabled()
+    panel.set_locked(True)
+    assert not panel.cutmix.isEnabled()
+
+
 def test_layer_combos_follow_the_viewer(studio):
     viewer, widget = studio
     row = widget.data_panel.rows[0]

@@ -122,7 +122,12 @@ class TrainConfig(_DictConfig):
     amp : bool
         Mixed precision on CUDA (bf16 where supported, else fp16 + grad scaler).
     augment : bool
-        Random flips, 90-degree rotations and intensity jitter.
+        Random flips, 90-degree rotations and intensity jitter (and CutMix).
+    cutmix : float
+        With ``augment``: probability that a training patch gets a rectangle of another
+        patch pasted in, image and labels together, so that painted pixels sit next to
+        other classes' texture. Corrects objects that grow past their boundaries when the
+        strokes stay away from the boundaries (0 = off; see docs/benchmarks.md).
     """
 
     steps: int | None = 300
@@ -136,8 +141,11 @@ class TrainConfig(_DictConfig):
     device: str = "auto"
     amp: bool = True
     augment: bool = True
+    cutmix: float = 0.5
 
     def __post_init__(self) -> None:
+        if not 0.0 <= float(self.cutmix) <= 1.0:
+            raise ValueError(f"cutmix must be between 0 and 1, got {self.cutmix}")
         if self.steps is None and self.time_limit is None:
             raise ValueError("give a step count, a time limit, or both")
         if self.steps is not None and int(self.steps) < 1:

@@ -28,6 +28,7 @@ __all__ = [
     "Sample",
     "TrainingData",
     "PatchSampler",
+    "cut_mix",
     "plane_stats",
     "apply_stats",
     "normalize_plane",
@@ -325,15 +326,23 @@ class PatchSampler:
     label_fraction : float
         Probability that a patch is centred (up to a random shift) on a painted pixel
         of a class chosen uniformly among the painted classes.
+    mix : float
+        Probability that a patch gets a rectangle of another patch of the batch pasted
+        into it, image and labels together (CutMix, see :func:`cut_mix`). Only with
+        ``augment``.
     """
 
     def __init__(
-        self, data: TrainingData, patch_size: int, augment: bool = True, label_fraction: float = 0.9
+        self, data: TrainingData, patch_size: int, augment: bool = True,
+        label_fraction: float = 0.9, mix: float = 0.0,
     ) -> None:
+        if not 0.0 <= float(mix) <= 1.0:
+            raise ValueError(f"mix must be a probability in [0, 1], got {mix}")
         self.data = data
         self.patch = int(patch_size)
         self.augment = augment
         self.label_fraction = label_fraction
+        self.mix = float(mix)
 
     def _origin(self, sample: Sample, rng: np.random.Generator, center: tuple[int, int] | None):
         ny, nx = sample.labels.shape
@@ -371,7 +380,58 @@ class PatchSampler:
                 x, y = _augment(x, y, rng)
             xs[b] = x
             ys[b] = y
+        if self.augment and self.mix > 0:
+            xs, ys = cut_mix(xs, ys, rng, self.mix)
         return xs, ys
+
+
+def cut_mix(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, probability: float,
+    area: tuple[float, float] = (0.2, 0.6),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste a random rectangle of another patch of the batch, with its labels (CutMix).
+
+    Why: painted strokes rarely touch a class boundary (users paint inside objects and
+    on clear background), so nothing tells the network where a boundary lies, and it
+    learns "another class is near" as a cue: objects come out too large (measured on
+    the 4-class RGB scene, docs/benchmarks.md). A pasted rectangle puts painted pixels
+    of one class right next to the texture of another, with their true labels on both
+    sides, so the network learns to decide from what is at the pixel, not from what is
+    nearby.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(B, C, P, P)`` patches.
+    y : numpy.ndarray
+        ``(B, P, P)`` labels (0 = not painted).
+    rng : numpy.random.Generator
+        Random source.
+    probability : float
+        Chance that each patch receives a rectangle.
+    area : tuple of float
+        Range of the rectangle's area as a fraction of the patch (square rectangles).
+
+    Returns
+    -------
+    x, y : numpy.ndarray
+        New arrays; a patch that receives a rectangle takes image *and* labels inside
+        it from one other patch of the batch (a batch of one is returned unchanged).
+    """
+    b, p = x.shape[0], x.shape[-1]
+    if b < 2 or probability <= 0:
+        return x, y
+    xo, yo = x.copy(), y.copy()
+    for i in range(b):
+        if rng.random() >= probability:
+            continue
+        j = (i + 1 + int(rng.integers(b - 1))) % b  # any other patch of the batch
+        side = max(1, int(p * math.sqrt(rng.uniform(*area))))
+        y0, x0 = (int(v) for v in rng.integers(0, p - side + 1, size=2))
+        win = (slice(y0, y0 + side), slice(x0, x0 + side))
+        xo[i][(slice(None), *win)] = x[j][(slice(None), *win)]
+        yo[i][win] = y[j][win]
+    return xo, yo
 
 
 def _augment(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):

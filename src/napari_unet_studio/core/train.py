@@ -115,7 +115,8 @@ class Trainer:
         if init is not None:
             self._load_init(model, init, reinit_head)
         self.model = model.to(self.device)
-        self._sampler = PatchSampler(self._data, tc.patch_size, augment=tc.augment)
+        self._sampler = PatchSampler(self._data, tc.patch_size, augment=tc.augment,
+                                     mix=tc.cutmix)
         self._weights = self._class_weight_tensor(self._data)
         self._init_record = dict(init.record) if init else None
         self.class_names = list(class_names) if class_names else None
@@ -240,7 +241,8 @@ class Trainer:
                     f"has {self.model_config.num_classes} classes. Restart training to add it.")
         self._data = data
         self._sampler = PatchSampler(data, self.train_config.patch_size,
-                                     augment=self.train_config.augment)
+                                     augment=self.train_config.augment,
+                                     mix=self.train_config.cutmix)
         self._weights = self._class_weight_tensor(data)
         with self._lock:  # the loss now measures something else: restart "best" tracking
             self._best_loss = math.inf
