@@ -294,8 +294,11 @@ def test_batch_norm_statistics_are_recalibrated_when_stopped_at_high_learning_ra
     assert live.shape == image.shape and set(np.unique(live)) <= {1, 2}
     again = trainer.result()  # calibration is deterministic
     assert all(torch.equal(again.state_dict[k], v) for k, v in model.state_dict.items())
-    _, done = _drain(Trainer([(image, labels)], SMALL, _tc(steps=30)).run())
-    assert not done.record["batch_norm_recalibrated"]  # low learning rate at the end
+    # a completed schedule ends at a low learning rate, where the lowest loss is found
+    # (without CutMix: on this 30-step toy, mixed patches make the loss noisy enough that
+    # the lowest smoothed loss can fall early, at a high learning rate)
+    _, done = _drain(Trainer([(image, labels)], SMALL, _tc(steps=30, cutmix=0.0)).run())
+    assert not done.record["batch_norm_recalibrated"]
 
 
 def test_cutmix_setting_reaches_the_sampler_and_is_recorded():
