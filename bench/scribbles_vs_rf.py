@@ -9,6 +9,9 @@ default), compare against the full ground truth:
   Convpaint / ilastik give a user. Its time (features + fit + predict) is reported.
 * ``U-Net (engine defaults)``: the product's engine exactly as a user gets it
   (``Trainer`` with default ``ModelConfig``/``TrainConfig``, ``predict_image``).
+* ``U-Net (defaults, CutMix off)``: the same with ``TrainConfig(cutmix=0)``, to show
+  what the engine's CutMix (a square of another training patch pasted in, labels
+  included) adds (``--variants rf default nocutmix``).
 * ``U-Net + pairwise``: the same engine plus the pairwise (local CRF) loss of
   :mod:`napari_unet_studio.core.refine` on every step (weight ``--pairwise``,
   sigma = ``--sigma`` x the image's typical neighbour difference). If the engine's
@@ -121,6 +124,7 @@ class Variant:
     sigma: float = PAIRWISE_SIGMA
     start: float = PAIRWISE_START
     tta: tuple[int, ...] = (1,)  # prediction variants from the same model: 1 = plain, 8 = TTA
+    cutmix: float | None = None  # None: the engine's default
 
 
 def engine_has_pairwise() -> bool:
@@ -141,6 +145,8 @@ def make_trainer(data: dict, variant: Variant, steps: int | None, seed: int,
 
     tc_kwargs: dict[str, Any] = {"steps": steps, "time_limit": time_limit, "seed": seed,
                                  "device": "cpu"}
+    if variant.cutmix is not None:
+        tc_kwargs["cutmix"] = variant.cutmix
     pairs = [(data["image"], data["scribbles"])]
     if not variant.pairwise:
         return Trainer(pairs, None, TrainConfig(**tc_kwargs), threads=threads)
@@ -251,6 +257,7 @@ def run_unet(data: dict, variant: Variant, seed: int, steps: int | None,
         res = evaluate(pred, data["truth"], data["foreground"])
         res.update(variant=variant.name + ("" if n == 1 else f" + TTA x{n}"), seed=seed,
                    steps=int(model.record["steps"]), best_step=model.record.get("best_step"),
+                   threads=model.record.get("runtime", {}).get("threads"),
                    last_weights_metric=last_res[data["metric"]], train_wall_s=round(train_s, 1),
                    predict_wall_s=round(time.perf_counter() - t1, 2))
         out.append(res)
@@ -322,11 +329,16 @@ def doc_tables(result: dict) -> str:
     for ds, res in result["datasets"].items():
         st = res.get("settings", result["settings"])
         steps = ", ".join(f"{k}: {v}" for k, v in res.get("steps", {}).items())
+        pairwise = ""
+        if any("pairwise" in row["variant"] for row in res["table"]):
+            pairwise = (f"pairwise weight {st['pairwise']:g}, sigma {st['sigma']:g}, start "
+                        f"{st.get('start', 0):g}; ")
+        budget = ("wall clock, both cores" if st.get("wall") else
+                  f"steps {steps}" if steps else "one-thread CPU time")
         parts.append(
             f"\n**{ds}** ({res['scribbled_fraction']:.1%} of the pixels scribbled; "
-            f"{st['seconds']:g} s budget, {st['seeds']} seeds; pairwise weight "
-            f"{st['pairwise']:g}, sigma {st['sigma']:g}, start {st.get('start', 0):g}; "
-            f"steps {steps})\n\n{format_table(ds, res['table'], markdown=True)}")
+            f"{st['seconds']:g} s budget ({budget}), {st['seeds']} seeds; {pairwise}"
+            f"steps column: seed 0)\n\n{format_table(ds, res['table'], markdown=True)}")
     return "\n".join(parts)
 
 
@@ -351,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall", action="store_true",
                         help="train with time_limit=seconds on all cores (no calibration)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scribbles_vs_rf.json")
-    parser.add_argument("--variants", nargs="+", default=["rf", "default", "pairwise"],
-                        choices=["rf", "default", "pairwise"], help="what to run")
+    parser.add_argument("--variants", nargs="+", default=["rf", "default", "nocutmix"],
+                        choices=["rf", "default", "nocutmix", "pairwise"], help="what to run")
     parser.add_argument("--no-lock", action="store_true",
                         help="do not wait for /tmp/bench.lock (CPU-time calibration still works)")
     parser.add_argument("--doc", action="store_true",
@@ -371,11 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     prepare_runtime()
     pw_name = (f"U-Net + pairwise (w {args.pairwise:g}, sigma {args.sigma:g}, "
                f"from {args.start:.0%})")
-    variants = [v for v in (
-        Variant("U-Net (engine defaults)", tta=(1, 8)),
-        Variant(pw_name, pairwise=args.pairwise, sigma=args.sigma, start=args.start,
-                tta=(1, 8)),
-    ) if ("pairwise" if v.pairwise else "default") in args.variants]
+    chosen = {"default": Variant("U-Net (engine defaults)", tta=(1, 8)),
+              "nocutmix": Variant("U-Net (defaults, CutMix off)", cutmix=0.0),
+              "pairwise": Variant(pw_name, pairwise=args.pairwise, sigma=args.sigma,
+                                  start=args.start, tta=(1, 8))}
+    variants = [v for k, v in chosen.items() if k in args.variants]
     machine = machine_description()
     print(f"{machine['date']}  {machine['cpu']}  {machine['cores']} cores  "
           f"torch {machine['versions']['torch']}", flush=True)
