@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
@@ -18,12 +16,8 @@ def one_torch_thread():
     import torch
 
     before = torch.get_num_threads()
-    env = os.environ.get("NAPARI_UNET_STUDIO_THREADS")
-    os.environ["NAPARI_UNET_STUDIO_THREADS"] = "1"
-    torch.set_num_threads(1)
-    yield
-    if env is None:
-        os.environ.pop("NAPARI_UNET_STUDIO_THREADS", None)
-    else:
-        os.environ["NAPARI_UNET_STUDIO_THREADS"] = env
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NAPARI_UNET_STUDIO_THREADS", "1")
+        torch.set_num_threads(1)
+        yield
     torch.set_num_threads(before)

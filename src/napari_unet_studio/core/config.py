@@ -124,7 +124,7 @@ class TrainConfig(_DictConfig):
     augment : bool
         Random flips, 90-degree rotations and intensity jitter (and CutMix).
     cutmix : float
-        With ``augment``: probability that a training patch gets a rectangle of another
+        With ``augment``: probability that a training patch gets a square of another
         patch pasted in, image and labels together, so that painted pixels sit next to
         other classes' texture. Corrects objects that grow past their boundaries when the
         strokes stay away from the boundaries (0 = off; see docs/benchmarks.md).

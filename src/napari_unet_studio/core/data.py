@@ -327,7 +327,7 @@ class PatchSampler:
         Probability that a patch is centred (up to a random shift) on a painted pixel
         of a class chosen uniformly among the painted classes.
     mix : float
-        Probability that a patch gets a rectangle of another patch of the batch pasted
+        Probability that a patch gets a square of another patch of the batch pasted
         into it, image and labels together (CutMix, see :func:`cut_mix`). Only with
         ``augment``.
     """
@@ -389,12 +389,12 @@ def cut_mix(
     x: np.ndarray, y: np.ndarray, rng: np.random.Generator, probability: float,
     area: tuple[float, float] = (0.2, 0.6),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Paste a random rectangle of another patch of the batch, with its labels (CutMix).
+    """Paste a random square of another patch of the batch, with its labels (CutMix).
 
     Why: painted strokes rarely touch a class boundary (users paint inside objects and
     on clear background), so nothing tells the network where a boundary lies, and it
     learns "another class is near" as a cue: objects come out too large (measured on
-    the 4-class RGB scene, docs/benchmarks.md). A pasted rectangle puts painted pixels
+    the 4-class RGB scene, docs/benchmarks.md). A pasted square puts painted pixels
     of one class right next to the texture of another, with their true labels on both
     sides, so the network learns to decide from what is at the pixel, not from what is
     nearby.
@@ -408,14 +408,14 @@ def cut_mix(
     rng : numpy.random.Generator
         Random source.
     probability : float
-        Chance that each patch receives a rectangle.
+        Chance that each patch receives a square.
     area : tuple of float
-        Range of the rectangle's area as a fraction of the patch (square rectangles).
+        Range of the square's area as a fraction of the patch.
 
     Returns
     -------
     x, y : numpy.ndarray
-        New arrays; a patch that receives a rectangle takes image *and* labels inside
+        New arrays; a patch that receives a square takes image *and* labels inside
         it from one other patch of the batch (a batch of one is returned unchanged).
     """
     b, p = x.shape[0], x.shape[-1]

@@ -115,8 +115,7 @@ class Trainer:
         if init is not None:
             self._load_init(model, init, reinit_head)
         self.model = model.to(self.device)
-        self._sampler = PatchSampler(self._data, tc.patch_size, augment=tc.augment,
-                                     mix=tc.cutmix)
+        self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
         self._init_record = dict(init.record) if init else None
         self.class_names = list(class_names) if class_names else None
@@ -190,6 +189,10 @@ class Trainer:
             raise DataError("None of the weights of the model you continue from fit; start anew.")
         model.load_state_dict(fits, strict=not reinit_head)
 
+    def _training_sampler(self, data: TrainingData) -> PatchSampler:
+        tc = self.train_config
+        return PatchSampler(data, tc.patch_size, augment=tc.augment, mix=tc.cutmix)
+
     def _class_weight_tensor(self, data: TrainingData) -> torch.Tensor:
         k = self.model_config.num_classes
         counts = np.zeros(k, np.int64)
@@ -240,9 +243,7 @@ class Trainer:
             return (f"New labels not used: class {data.num_classes} is painted but the model "
                     f"has {self.model_config.num_classes} classes. Restart training to add it.")
         self._data = data
-        self._sampler = PatchSampler(data, self.train_config.patch_size,
-                                     augment=self.train_config.augment,
-                                     mix=self.train_config.cutmix)
+        self._sampler = self._training_sampler(data)
         self._weights = self._class_weight_tensor(data)
         with self._lock:  # the loss now measures something else: restart "best" tracking
             self._best_loss = math.inf
