@@ -128,6 +128,15 @@ class TrainConfig(_DictConfig):
         patch pasted in, image and labels together, so that painted pixels sit next to
         other classes' texture. Corrects objects that grow past their boundaries when the
         strokes stay away from the boundaries (0 = off; see docs/benchmarks.md).
+    start : str
+        Where the weights start from. ``"pretrained"`` (default): the starting weights
+        shipped with napari-unet-studio, trained on generated scenes and public
+        micrographs (docs/pretraining.md); the output layer is new for your classes and
+        the image channels are mapped onto the pretrained ones. Used when the shipped
+        weights fit the architecture (decoder, depth, width, norm); otherwise training
+        falls back to random weights and says so. ``"scratch"``: random weights. A path
+        to a saved model (``.pt``): start from that model's weights (its architecture
+        and normalisation are used; a new output layer if the classes differ).
     """
 
     steps: int | None = 300
@@ -142,8 +151,12 @@ class TrainConfig(_DictConfig):
     amp: bool = True
     augment: bool = True
     cutmix: float = 0.5
+    start: str = "pretrained"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.start, str) or not self.start.strip():
+            raise ValueError(
+                "start must be 'pretrained', 'scratch' or the path of a model file (.pt)")
         if not 0.0 <= float(self.cutmix) <= 1.0:
             raise ValueError(f"cutmix must be between 0 and 1, got {self.cutmix}")
         if self.steps is None and self.time_limit is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["TrainProgress", "one_cycle_lr"]
+__all__ = ["TrainProgress", "one_cycle_lr", "package_version", "versions"]
 
 
 @dataclass
@@ -65,3 +65,23 @@ def one_cycle_lr(fraction: float, peak: float, warmup: float = 0.1, final: float
         return peak * (0.04 + 0.96 * f / warmup)
     t = (f - warmup) / max(1e-9, 1.0 - warmup)
     return peak * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def package_version() -> str:
+    """The installed napari-unet-studio version (from the package metadata; core never
+    imports the package above it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("napari-unet-studio")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    """Versions of napari-unet-studio, torch and numpy, for the model record."""
+    import numpy as np
+    import torch
+
+    return {"napari-unet-studio": package_version(), "torch": torch.__version__,
+            "numpy": np.__version__}

@@ -25,18 +25,13 @@ from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve
 from .errors import DataError, DeviceError
 from .losses import masked_loss
 from .model import has_batch_norm, recalibrate_batch_norm
-from .progress import TrainProgress, one_cycle_lr
+from .progress import TrainProgress, one_cycle_lr, versions
+from .starts import apply_start, load_init, resolve_config, start_kind
 
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
 
 _EMA = 0.9  # loss smoothing factor
 _CALIBRATE_ABOVE = 0.1  # re-estimate batch-norm statistics if lr > this fraction of the peak
-
-
-def _versions() -> dict[str, str]:
-    from .. import __version__
-
-    return {"napari-unet-studio": __version__, "torch": torch.__version__, "numpy": np.__version__}
 
 
 class Trainer:
@@ -93,6 +88,8 @@ class Trainer:
 
         self.train_config = tc = train_config or TrainConfig()
         self.device = resolve_device(tc.device)
+        start = str(tc.start).strip()
+        self._start_kind, init = start_kind(start, init)
         self.normalization = dict(init.normalization if init else DEFAULT_NORMALIZATION)
         self._rng = np.random.default_rng(tc.seed)
         self._data = TrainingData(pairs, self.normalization, tc.patch_size, self._rng)
@@ -101,7 +98,11 @@ class Trainer:
                 in_channels=int(self._data.in_channels or 1),
                 num_classes=max(2, self._data.num_classes))
             model_config = dataclasses.replace(base, **arch)
-        self.model_config = self._resolve_config(model_config, init, reinit_head, decoder)
+        if self._start_kind == "file" and init is not None:  # a new head if classes differ
+            reinit_head = reinit_head or init.config.num_classes != max(2, self._data.num_classes)
+        self.model_config = resolve_config(
+            model_config, init, reinit_head, decoder,
+            int(self._data.in_channels or 1), int(self._data.num_classes))
         depth = int(self.model_config.depth)
         if int(tc.patch_size) < 2 ** (depth + 1):  # was a torch error deep in the first step
             raise DataError(
@@ -113,7 +114,9 @@ class Trainer:
             torch.manual_seed(tc.seed)
             model = build_model(self.model_config)
         if init is not None:
-            self._load_init(model, init, reinit_head)
+            load_init(model, init, reinit_head)
+        self.pretrained, self.start_description, self._start_message = apply_start(
+            model, self.model_config, self._start_kind, start)
         self.model = model.to(self.device)
         self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
@@ -138,57 +141,6 @@ class Trainer:
         self._best_lr_frac = 0.0
 
     # ------------------------------------------------------------------ set-up
-    def _resolve_config(
-        self, cfg: ModelConfig | None, init: TrainedModel | None, reinit_head: bool,
-        decoder: str | None,
-    ) -> ModelConfig:
-        data_c, data_k = int(self._data.in_channels or 1), int(self._data.num_classes)
-        if init is not None:
-            base = cfg or init.config
-            if reinit_head:
-                k = max(data_k, cfg.num_classes if cfg else data_k, 2)
-                base = dataclasses.replace(base, num_classes=k)
-            elif data_k > base.num_classes:
-                raise DataError(
-                    f"The model you continue from knows {base.num_classes} classes but the "
-                    f"labels use class {data_k}. Re-initialise the output layer (reinit head) "
-                    "to train with the new classes, or start a new model."
-                )
-        elif cfg is None:
-            base = ModelConfig(in_channels=data_c, num_classes=max(2, data_k))
-        else:
-            base = cfg
-            if base.num_classes < data_k:
-                raise DataError(
-                    f"The labels use class {data_k} but the model is set to "
-                    f"{base.num_classes} classes. Increase the number of classes."
-                )
-        if decoder:
-            base = dataclasses.replace(base, decoder=decoder)
-        if base.in_channels != data_c:
-            raise DataError(
-                f"The model expects {base.in_channels} image channel(s) but the training "
-                f"images have {data_c}. Use images like the ones the model was made for."
-            )
-        if base.dims != 2:
-            raise DataError("Only 2D models can be trained here (stacks train a 2D model).")
-        return base
-
-    def _load_init(self, model: torch.nn.Module, init: TrainedModel, reinit_head: bool) -> None:
-        own = model.state_dict()
-        src = init.state_dict
-        fits = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
-        if reinit_head:  # a fresh output layer even when the class count is unchanged
-            fits = {k: v for k, v in fits.items() if not k.startswith("head.")}
-        if not reinit_head and (len(fits) != len(own) or len(src) != len(own)):
-            raise DataError(
-                "The model you continue from has a different architecture (decoder, depth, "
-                "width or classes) than the one requested; continue with its own settings."
-            )
-        if reinit_head and not fits:
-            raise DataError("None of the weights of the model you continue from fit; start anew.")
-        model.load_state_dict(fits, strict=not reinit_head)
-
     def _training_sampler(self, data: TrainingData) -> PatchSampler:
         tc = self.train_config
         return PatchSampler(data, tc.patch_size, augment=tc.augment, mix=tc.cutmix)
@@ -303,6 +255,7 @@ class Trainer:
             width=self.model_config.width, in_channels=self.model_config.in_channels)
         message = "" if self._batch_size == tc.batch_size else (
             f"Batch size lowered to {self._batch_size} to fit GPU memory.")
+        message = f"{self._start_message} {message}".strip()
         self._ema, self._ema_n = 0.0, 0
         rate = 0.0
         sec_per_step = None
@@ -423,9 +376,14 @@ class Trainer:
             "batch_norm_recalibrated": calibrated,
             "train_config": tc.to_dict(),
             "runtime": dict(self._runtime),
-            "versions": _versions(),
+            "versions": versions(),
             "created": now_iso(),
         }
+        record["start"] = self.start_description
+        if self.pretrained is not None:
+            record["pretrained"] = {"file": self.pretrained.file,
+                                    "sha256": self.pretrained.sha256,
+                                    **self.pretrained.provenance}
         if self.class_names:
             record["class_names"] = list(self.class_names)
         if self._init_record is not None:

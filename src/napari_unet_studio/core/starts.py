@@ -1,0 +1,132 @@
+"""Where training starts: random weights, the shipped pretrained ones, or a saved model.
+
+:class:`~.train.Trainer` calls these while it sets up; they know nothing about the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .checkpoint import TrainedModel
+from .config import ModelConfig
+from .errors import DataError
+from .pretrained import Pretrained, start_state
+
+__all__ = ["START_CHOICES", "apply_start", "load_init", "resolve_config", "start_kind"]
+
+START_CHOICES = ("pretrained", "scratch")  # or the path of a model file
+
+
+def start_kind(start: str, init: TrainedModel | None) -> tuple[str, TrainedModel | None]:
+    """Classify ``TrainConfig.start``; load the model file it names.
+
+    Returns
+    -------
+    (str, TrainedModel or None)
+        ``"init"`` (an explicit ``init`` model wins), ``"pretrained"``, ``"scratch"`` or
+        ``"file"``, and the model to initialise from (``init``, or the loaded file).
+
+    Raises
+    ------
+    ModelFileError
+        If ``start`` names a file that is not a usable model.
+    """
+    if init is not None:
+        return "init", init
+    if start in START_CHOICES:
+        return start, None
+    from .checkpoint import load_model
+
+    return "file", load_model(start)
+
+
+def resolve_config(
+    cfg: ModelConfig | None, init: TrainedModel | None, reinit_head: bool,
+    decoder: str | None, data_c: int, data_k: int,
+) -> ModelConfig:
+    """The architecture to train: ``cfg``, else ``init``'s, else defaults from the data.
+
+    Raises
+    ------
+    DataError
+        Class or channel counts that do not fit.
+    """
+    if init is not None:
+        base = cfg or init.config
+        if reinit_head:
+            k = max(data_k, cfg.num_classes if cfg else data_k, 2)
+            base = dataclasses.replace(base, num_classes=k)
+        elif data_k > base.num_classes:
+            raise DataError(
+                f"The model you continue from knows {base.num_classes} classes but the "
+                f"labels use class {data_k}. Re-initialise the output layer (reinit head) "
+                "to train with the new classes, or start a new model."
+            )
+    elif cfg is None:
+        base = ModelConfig(in_channels=data_c, num_classes=max(2, data_k))
+    else:
+        base = cfg
+        if base.num_classes < data_k:
+            raise DataError(
+                f"The labels use class {data_k} but the model is set to "
+                f"{base.num_classes} classes. Increase the number of classes."
+            )
+    if decoder:
+        base = dataclasses.replace(base, decoder=decoder)
+    if base.in_channels != data_c:
+        raise DataError(
+            f"The model expects {base.in_channels} image channel(s) but the training "
+            f"images have {data_c}. Use images like the ones the model was made for."
+        )
+    if base.dims != 2:
+        raise DataError("Only 2D models can be trained here (stacks train a 2D model).")
+    return base
+
+def load_init(model: torch.nn.Module, init: TrainedModel, reinit_head: bool) -> None:
+    """Load ``init``'s weights into ``model`` (all, or all but the head)."""
+    own = model.state_dict()
+    src = init.state_dict
+    fits = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    if reinit_head:  # a fresh output layer even when the class count is unchanged
+        fits = {k: v for k, v in fits.items() if not k.startswith("head.")}
+    if not reinit_head and (len(fits) != len(own) or len(src) != len(own)):
+        raise DataError(
+            "The model you continue from has a different architecture (decoder, depth, "
+            "width or classes) than the one requested; continue with its own settings."
+        )
+    if reinit_head and not fits:
+        raise DataError("None of the weights of the model you continue from fit; start anew.")
+    model.load_state_dict(fits, strict=not reinit_head)
+
+
+def apply_start(
+    model: torch.nn.Module, config: ModelConfig, kind: str, start: str
+) -> tuple[Pretrained | None, str, str]:
+    """Apply a training start to a freshly built ``model`` (what the Trainer calls).
+
+    Parameters
+    ----------
+    kind : str
+        ``"pretrained"``, ``"scratch"``, ``"file"`` (a model file was loaded as the
+        initial weights already) or ``"init"`` (continuing from a given model).
+    start : str
+        ``TrainConfig.start`` as given (the path for ``"file"``).
+
+    Returns
+    -------
+    (Pretrained or None, str, str)
+        The shipped weights used (if any), the description for the model record
+        (``record["start"]``) and the first progress message (``""``: none).
+    """
+    if kind == "init":
+        return None, "continued from a model", ""
+    if kind == "file":
+        return None, f"model file {start}", f"Starting from the model {start}."
+    if kind == "scratch":
+        return None, "scratch", ""
+    pre, reason = start_state(model, config)
+    if pre is None:
+        return None, f"scratch ({reason})", f"Starting from random weights: {reason}."
+    return pre, pre.label, "Starting from the pretrained weights."
