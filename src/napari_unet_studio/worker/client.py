@@ -1,0 +1,478 @@
+"""The napari side of the worker process: start it, send jobs, collect events (no torch).
+
+:class:`WorkerClient` starts ``python -m napari_unet_studio.worker`` with
+:class:`subprocess.Popen` (a fresh interpreter: nothing is forked from the Qt process and
+the user's ``__main__`` is never re-imported), talks to it over an authenticated local
+socket, and hands images and labels over in shared memory. A reader thread turns the
+worker's messages into per-job event lists, so :meth:`Job.poll` never blocks. If the
+process dies, every running job ends with a ``WorkerError(kind="crashed")`` and the next
+job starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import itertools
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from multiprocessing.connection import Client
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .protocol import (
+    DONE,
+    ERROR,
+    PREVIEW,
+    ModelRef,
+    WorkerError,
+    crash_message,
+    region_to_wire,
+    start_failed_message,
+)
+from .shm import SharedArray, pack, unpack
+
+__all__ = ["WorkerClient", "Job", "COMMAND_ENV", "PAINT_THREADS_ENV"]
+
+COMMAND_ENV = "NAPARI_UNET_STUDIO_WORKER_CMD"  # replaces the command (tests, debugging)
+PAINT_THREADS_ENV = "NAPARI_UNET_STUDIO_PAINT_THREADS"
+_TERMINAL = (DONE, ERROR)
+
+
+class Job:
+    """One job in the worker; events arrive in the background, :meth:`poll` collects them."""
+
+    def __init__(self, client: WorkerClient, job_id: int, kind: str) -> None:
+        self.kind = kind
+        self.id = job_id
+        self._client = client
+        self._events: collections.deque[tuple[str, Any]] = collections.deque()
+        self._finished = False
+        self._terminal = False  # a done/error event was queued (maybe not polled yet)
+        self.best: ModelRef | None = None  # crash-safe copy of the best model (train)
+        self._blocks: list[SharedArray] = []
+        self._label_blocks: list[SharedArray] = []
+        self._preview_blocks: list[SharedArray] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------- the GUI side
+    def poll(self) -> list[tuple[str, Any]]:
+        """Every event since the last call (never blocks)."""
+        out = []
+        while self._events:
+            out.append(self._events.popleft())
+        if any(kind in _TERMINAL for kind, _ in out):
+            self._finished = True
+        return out
+
+    @property
+    def finished(self) -> bool:
+        """True once ``poll`` returned the ``"done"`` or ``"error"`` event."""
+        return self._finished
+
+    def stop(self) -> None:
+        """Train: end after the current step, keeping the best model. Predict: cancel."""
+        self._control("stop")
+
+    def pause(self) -> None:
+        """Hold training between steps (train only)."""
+        self._control("pause")
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        self._control("resume")
+
+    def update_labels(self, pair_index: int, labels: np.ndarray,
+                      region: tuple[slice, ...] | None = None) -> None:
+        """The user painted: copy ``labels[region]`` into shared memory and tell the worker.
+
+        ``labels`` is the full current labels array of pair ``pair_index``; only
+        ``region`` (``None``: all of it) is copied.
+        """
+        if self._terminal or self.kind != "train":
+            return
+        with self._lock:
+            if not 0 <= pair_index < len(self._label_blocks):
+                raise IndexError(f"no training pair {pair_index}")
+            block = self._label_blocks[pair_index]
+            labels = np.asarray(labels)
+            if tuple(labels.shape) != block.shape:
+                raise ValueError(f"labels of shape {labels.shape} do not fit the training "
+                                 f"pair's {block.shape}")
+            wire = region_to_wire(region, block.shape)
+            sel = tuple(slice(a, b) for a, b in wire) if wire is not None else ...
+            block.array[sel] = labels[sel]
+        self._control("labels", pair_index, wire)
+
+    def set_preview_source(self, key: Any, plane: np.ndarray | None) -> None:
+        """The 2D plane (channels last if any) the user looks at; ``None``: no previews."""
+        if self._terminal or self.kind != "train":
+            return
+        owned: dict[str, SharedArray] = {}
+        packed = None if plane is None else pack(np.asarray(plane), owned)
+        with self._lock:
+            self._preview_blocks.extend(owned.values())
+            while len(self._preview_blocks) > 2:  # the worker may still be reading the last
+                self._preview_blocks.pop(0).close()
+        self._control("preview_source", key, packed)
+
+    # ------------------------------------------------------------- the client side
+    def _control(self, op: str, *args: Any) -> None:
+        if not self._terminal:
+            self._client._send((op, self.id, *args))
+
+    def _push(self, kind: str, payload: Any) -> None:
+        if self._terminal:
+            return
+        if kind in _TERMINAL:
+            self._terminal = True
+        self._events.append((kind, payload))
+        if self._terminal:
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            for block in (*self._blocks, *self._label_blocks, *self._preview_blocks):
+                block.close()
+            self._blocks, self._label_blocks, self._preview_blocks = [], [], []
+
+
+class WorkerClient:
+    """Runs all torch work in a separate, lower-priority process.
+
+    Parameters
+    ----------
+    nice : int
+        Priority the worker lowers itself by (POSIX ``nice``; 0 keeps the priority).
+    threads : int, optional
+        Torch CPU threads in the worker (default: the engine's policy).
+    command : list of str, optional
+        Command that starts the worker (default ``[sys.executable, "-m",
+        "napari_unet_studio.worker"]``, or the ``NAPARI_UNET_STUDIO_WORKER_CMD``
+        environment variable, split like a shell line). Tests inject failures here.
+    paint_threads : int, optional
+        Torch threads while the user paints (for 2 s after each labels update);
+        default ``NAPARI_UNET_STUDIO_PAINT_THREADS`` or unchanged.
+    start_timeout : float
+        Seconds the worker may take to open its socket.
+    """
+
+    def __init__(self, *, nice: int = 10, threads: int | None = None,
+                 command: list[str] | None = None, paint_threads: int | None = None,
+                 start_timeout: float = 60.0) -> None:
+        self.nice = int(nice)
+        self.threads = threads
+        env_cmd = os.environ.get(COMMAND_ENV, "").strip()
+        self.command = list(command) if command else (
+            shlex.split(env_cmd) if env_cmd else
+            [sys.executable, "-m", "napari_unet_studio.worker"])
+        env_pt = os.environ.get(PAINT_THREADS_ENV, "").strip()
+        self.paint_threads = paint_threads if paint_threads is not None else (
+            int(env_pt) if env_pt.isdigit() and int(env_pt) > 0 else None)
+        self.start_timeout = float(start_timeout)
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, Job] = {}
+        self._proc: subprocess.Popen | None = None
+        self._conn: Any = None
+        self._state = "idle"  # idle | starting | ready
+        self._pending: list[tuple] = []
+        self._generation = 0
+        self._info: dict | None = None
+        self._session: Path | None = None
+        self._log: Path | None = None
+        self.restarts = 0  # workers started after the first (crashes, failed starts)
+        ref = weakref.ref(self)
+        atexit.register(lambda: ref() is not None and ref().shutdown(1.0))  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def pid(self) -> int | None:
+        """Process id of the current worker (``None`` when none runs)."""
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    @property
+    def session_dir(self) -> Path | None:
+        """Folder of the session's models (best-so-far copies, trained models) and logs."""
+        return self._session
+
+    @property
+    def alive(self) -> bool:
+        """True while a worker process is starting or running."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None and self._state != "idle"
+
+    def info(self) -> dict | None:
+        """Decoders, devices, torch version, pretrained weights; ``None`` before hello."""
+        return self._info
+
+    def start(self) -> None:
+        """Start the worker in the background (returns at once; idempotent)."""
+        with self._lock:
+            if self._state != "idle":
+                return
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._session is None:
+            self._session = Path(tempfile.mkdtemp(prefix="unet-studio-"))
+        self._generation += 1
+        gen = self._generation
+        if gen > 1:
+            self.restarts += 1
+        self._log = self._session / f"worker-{gen}.log"
+        authkey = os.urandom(32)
+        settings = {"authkey": authkey.hex(), "parent_pid": os.getpid(), "nice": self.nice,
+                    "threads": self.threads, "paint_threads": self.paint_threads,
+                    "session_dir": str(self._session),
+                    # PDEATHSIG fires when the *thread* that started the child ends
+                    "pdeathsig": threading.current_thread() is threading.main_thread()}
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            with open(self._log, "wb") as log:
+                proc = subprocess.Popen(
+                    self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=log, env=env, close_fds=True,
+                    cwd=str(self._session), start_new_session=False)
+        except OSError as exc:
+            self._state = "idle"
+            detail = f"{' '.join(self.command)}: {exc}"
+            self._fail_jobs("start-failed", start_failed_message(detail), detail)
+            return
+        self._proc, self._state, self._info = proc, "starting", None
+        threading.Thread(target=self._run_connection, args=(proc, gen, settings, authkey),
+                         daemon=True, name="unet-studio-worker-reader").start()
+
+    def _run_connection(self, proc: subprocess.Popen, gen: int, settings: dict,
+                        authkey: bytes) -> None:
+        """Starter, then reader thread of one worker process."""
+        timer = threading.Timer(self.start_timeout, lambda: proc.poll() is None and proc.kill())
+        timer.daemon = True
+        timer.start()
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write((json.dumps(settings) + "\n").encode())
+                proc.stdin.close()
+            except OSError:
+                pass
+            line = proc.stdout.readline()
+            proc.stdout.close()
+            if not line:
+                raise RuntimeError("the worker ended before it was ready")
+            address = json.loads(line)["address"]
+            conn = Client(tuple(address) if isinstance(address, list) else address,
+                          authkey=authkey)
+        except Exception as exc:  # noqa: BLE001 - any failure here means "did not start"
+            timer.cancel()
+            self._start_failed(proc, gen, exc)
+            return
+        timer.cancel()
+        with self._lock:
+            if gen != self._generation:  # shut down meanwhile
+                conn.close()
+                return
+            self._conn, self._state = conn, "ready"
+            pending, self._pending = self._pending, []
+            try:
+                for msg in pending:
+                    conn.send(msg)
+            except OSError:
+                pass
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            except Exception:  # noqa: BLE001 - a message that cannot be unpickled
+                continue
+            try:
+                self._handle(msg)
+            except Exception:  # noqa: BLE001 - the reader must survive a bad message
+                continue
+        conn.close()
+        self._died(proc, gen)
+
+    def _log_tail(self, n: int = 4000) -> str:
+        try:
+            return self._log.read_text(errors="replace")[-n:] if self._log else ""
+        except OSError:
+            return ""
+
+    def _start_failed(self, proc: subprocess.Popen, gen: int, exc: Exception) -> None:
+        try:
+            code = proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        detail = f"{' '.join(self.command)}: {exc}; exit code {code}\n{self._log_tail()}"
+        with self._lock:
+            if gen != self._generation:
+                return
+            self._proc, self._state, self._conn, self._pending = None, "idle", None, []
+            self._fail_jobs("start-failed", start_failed_message(self._log_tail() or str(exc)),
+                            detail)
+
+    def _died(self, proc: subprocess.Popen, gen: int) -> None:
+        try:
+            code = proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        with self._lock:
+            if gen != self._generation:  # a deliberate shutdown
+                return
+            self._proc, self._state, self._conn = None, "idle", None
+            detail = f"exit code {code}\n{self._log_tail()}"
+            if self._info is None:  # it never said hello: e.g. torch failed to import
+                self._fail_jobs("start-failed", start_failed_message(self._log_tail()), detail)
+            else:
+                self._fail_jobs("crashed", crash_message(code), detail)
+
+    def _fail_jobs(self, kind: str, message: str, detail: str) -> None:
+        jobs, self._jobs = list(self._jobs.values()), {}
+        for job in jobs:
+            job._push(ERROR, WorkerError(kind, message, job.best, detail))
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """End the worker (within ``timeout`` s), its jobs and the session folder."""
+        with self._lock:
+            self._generation += 1
+            proc, conn, state = self._proc, self._conn, self._state
+            self._proc, self._conn, self._state, self._pending = None, None, "idle", []
+            self._fail_jobs("error", "The job was cancelled because the training engine "
+                            "was closed.", "shutdown")
+        if proc is not None:
+            if conn is not None and state == "ready":
+                try:
+                    conn.send(("shutdown",))
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=max(0.1, timeout * 0.5))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                try:
+                    proc.wait(timeout=max(0.1, timeout * 0.5))
+                except subprocess.TimeoutExpired:
+                    pass
+        if self._session is not None:
+            shutil.rmtree(self._session, ignore_errors=True)
+            self._session = None
+
+    # ------------------------------------------------------------------ messages
+    def _send(self, msg: tuple) -> None:
+        with self._lock:
+            if self._state == "starting":
+                self._pending.append(msg)
+            elif self._state == "ready" and self._conn is not None:
+                try:
+                    self._conn.send(msg)
+                except OSError:  # dead: the reader thread reports it
+                    pass
+
+    def _handle(self, msg: tuple) -> None:
+        op = msg[0]
+        if op == "hello":
+            self._info = msg[1]
+            return
+        job = self._jobs.get(msg[1])
+        if op == "best":
+            if job is not None:
+                job.best = msg[2]
+            return
+        _, job_id, kind, payload = msg
+        if kind == PREVIEW:
+            key, packed = payload
+            payload = (key, self._take(packed))
+        elif kind == DONE and isinstance(payload, dict) and "labels" in payload:
+            payload = {**payload, "labels": self._take(payload["labels"]),
+                       "probabilities": self._take(payload["probabilities"])}
+        if job is None:
+            return
+        if kind in _TERMINAL:
+            with self._lock:
+                self._jobs.pop(job_id, None)
+        job._push(kind, payload)
+
+    def _take(self, packed: Any) -> np.ndarray | None:
+        arr, name = unpack(packed)
+        if name is not None:
+            self._send(("release", name))
+        return arr
+
+    def _new_job(self, kind: str) -> Job:
+        with self._lock:
+            if self._state == "idle":
+                self._start_locked()
+            job = Job(self, next(self._ids), kind)
+            if self._state != "idle":
+                self._jobs[job.id] = job
+            return job
+
+    def _submit(self, job: Job, msg: tuple) -> Job:
+        with self._lock:
+            if job.id not in self._jobs:  # the worker could not even be started
+                if not job._terminal:
+                    detail = f"{' '.join(self.command)}: could not be run"
+                    job._push(ERROR, WorkerError("start-failed", start_failed_message(detail),
+                                                 None, detail))
+                return job
+            self._send(msg)
+        return job
+
+    # ------------------------------------------------------------------ jobs
+    def train(self, pairs: list[tuple[np.ndarray, np.ndarray]], model_config: dict | None,
+              train_config: dict | None, *, init: ModelRef | None = None,
+              reinit_head: bool = False, class_names: list[str] | None = None,
+              live: bool = True, preview_interval: float = 4.0) -> Job:
+        """Train on ``pairs``; events: progress dicts, previews, then done (ModelRef)."""
+        job = self._new_job("train")
+        descs = []
+        for image, labels in pairs:
+            img, lab = SharedArray(np.asarray(image)), SharedArray(np.asarray(labels))
+            job._blocks.append(img)
+            job._label_blocks.append(lab)
+            descs.append((img.desc, lab.desc))
+        spec = {"pairs": descs, "model_config": model_config, "train_config": train_config,
+                "init": init, "reinit_head": bool(reinit_head),
+                "class_names": list(class_names or []), "live": bool(live),
+                "preview_interval": float(preview_interval)}
+        self._submit(job, ("train", job.id, spec))
+        if job._terminal:
+            job._release()
+        return job
+
+    def predict(self, model: ModelRef, image: np.ndarray, *, tile: dict | None = None,
+                probabilities: bool = False, device: str = "auto", slices: Any = None) -> Job:
+        """Tiled prediction; events: progress, then done ``{"labels", ...}``."""
+        job = self._new_job("predict")
+        block = SharedArray(np.asarray(image))
+        job._blocks.append(block)
+        spec = {"model": model, "image": block.desc, "tile": tile,
+                "probabilities": bool(probabilities), "device": device, "slices": slices}
+        self._submit(job, ("predict", job.id, spec))
+        if job._terminal:
+            job._release()
+        return job
+
+    def load_model(self, path: str) -> Job:
+        """Read a model file in the worker; done payload: :class:`ModelRef`."""
+        job = self._new_job("load")
+        return self._submit(job, ("load", job.id, str(path)))
+
+    def save_model(self, model: ModelRef, path: str) -> Job:
+        """Write ``model`` to ``path`` (atomically); done payload: the path."""
+        job = self._new_job("save")
+        return self._submit(job, ("save", job.id, model, str(path)))

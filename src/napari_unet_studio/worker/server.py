@@ -1,0 +1,466 @@
+"""The worker process: owns torch, runs training, previews, prediction, model files.
+
+Started by :class:`~napari_unet_studio.worker.client.WorkerClient` as
+``python -m napari_unet_studio.worker`` (a fresh interpreter: the user's ``__main__`` is
+never re-imported). The main thread reads messages from the napari process and answers
+control messages at once; every job runs in a thread of its own, so Stop, Pause and new
+labels reach a running job between two training steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .protocol import DONE, ERROR, PREVIEW, PROGRESS, ModelRef, WorkerError
+from .shm import SharedArray, attach, detach, pack, unpack
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+# first crash-safe copy of the best model after this much training, then at most every
+# SAVE_EVERY_S (only when the best model changed); the environment overrides it (tests)
+SAVE_FIRST_S = _env_seconds("NAPARI_UNET_STUDIO_BEST_SAVE_FIRST", 5.0)
+SAVE_EVERY_S = _env_seconds("NAPARI_UNET_STUDIO_BEST_SAVE_EVERY", 20.0)
+PAINT_HOLD_S = 2.0  # "the user is painting" lasts this long after a labels update
+
+
+def user_message(exc: BaseException, doing: str) -> str:
+    """Plain-language text for a failure inside the worker."""
+    from ..core.errors import UNetStudioError
+
+    text = str(exc).strip()
+    if isinstance(exc, UNetStudioError):
+        return f"{doing} failed: {text}"
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return (f"{doing} ran out of memory. Choose a smaller patch size, batch size or "
+                "tile size in Advanced settings, or use the CPU.")
+    first = text.splitlines()[0] if text else ""
+    return f"{doing} failed with an unexpected error ({type(exc).__name__}: {first})."
+
+
+def model_ref(model: Any, path: str | Path) -> ModelRef:
+    """Describe a saved ``TrainedModel`` without torch for the napari process."""
+    record = dict(model.record)
+    record["parameters"] = int(sum(int(t.numel()) for t in model.state_dict.values()))
+    return ModelRef(str(path), model.config.to_dict(), record, list(model.class_names))
+
+
+def save_quick(model: Any, path: Path) -> None:
+    """Session copies: temp file + rename, no fsync (they only have to survive a crash)."""
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(model.to_dict(), tmp)
+    os.replace(tmp, path)
+
+
+class Server:
+    """Message loop of the worker process."""
+
+    def __init__(self, conn: Any, session_dir: str, threads: int | None,
+                 paint_threads: int | None = None) -> None:
+        self.conn = conn
+        self.session = Path(session_dir)
+        self.threads = threads
+        self.paint_threads = paint_threads
+        self._send_lock = threading.Lock()
+        self.tasks: dict[int, Task] = {}
+        self.owned: dict[str, SharedArray] = {}  # result blocks the parent has not taken yet
+        self._models: dict[str, tuple[float, Any]] = {}
+
+    # ----------------------------------------------------------------- plumbing
+    def send(self, msg: tuple) -> None:
+        """Send one message; a vanished parent ends the process."""
+        try:
+            with self._send_lock:
+                self.conn.send(msg)
+        except (OSError, EOFError, BrokenPipeError):
+            self.exit(2)
+
+    def event(self, job_id: int, kind: str, payload: Any) -> None:
+        self.send(("event", job_id, kind, payload))
+
+    def exit(self, code: int = 0) -> None:
+        """Stop everything and leave at once (threads are not waited for)."""
+        for task in list(self.tasks.values()):
+            task.stop()
+        for block in list(self.owned.values()):
+            block.close()
+        os._exit(code)
+
+    def load(self, path: str) -> Any:
+        """``load_model`` with a small cache keyed by path and modification time."""
+        from ..core.checkpoint import load_model
+
+        mtime = os.stat(path).st_mtime
+        hit = self._models.get(path)
+        if hit is not None and hit[0] == mtime:
+            return hit[1]
+        model = load_model(path)
+        self._models = {path: (mtime, model)}
+        return model
+
+    def hello(self) -> dict[str, Any]:
+        """What the GUI shows before the first job: decoders, devices, versions."""
+        import torch
+
+        from ..core.decoders import describe_decoders
+        from ..core.device import describe_devices
+
+        pretrained = False
+        try:
+            from ..core import pretrained as _pre  # added by the pretraining work
+
+            check = getattr(_pre, "available", None) or getattr(_pre, "has_pretrained", None)
+            pretrained = bool(check()) if callable(check) else True
+        except Exception:  # noqa: BLE001 - absent or broken: no shipped weights
+            pretrained = False
+        return {
+            "decoders": [tuple(d) for d in describe_decoders()],
+            "devices": [(d.name, d.label) for d in describe_devices()],
+            "torch": torch.__version__,
+            "pretrained": pretrained,
+            "pid": os.getpid(),
+            "threads": torch.get_num_threads(),
+        }
+
+    # ----------------------------------------------------------------- loop
+    def serve(self) -> None:
+        """Answer messages until the parent says shutdown or goes away."""
+        self.send(("hello", self.hello()))
+        while True:
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                self.exit(0)
+            self.dispatch(msg)
+
+    def dispatch(self, msg: tuple) -> None:
+        op = msg[0]
+        if op == "shutdown":
+            self.exit(0)
+        elif op == "release":
+            block = self.owned.pop(msg[1], None)
+            if block is not None:
+                block.close()
+        elif op in ("train", "predict", "load", "save"):
+            cls = {"train": TrainTask, "predict": PredictTask,
+                   "load": LoadTask, "save": SaveTask}[op]
+            task = cls(self, msg[1], *msg[2:])
+            self.tasks[msg[1]] = task
+            task.start()
+        else:
+            task = self.tasks.get(msg[1])
+            if task is not None:
+                task.control(op, msg[2:])
+
+    def finished(self, job_id: int) -> None:
+        self.tasks.pop(job_id, None)
+
+
+class Task(threading.Thread):
+    """One job, run in its own thread; ``control`` is called from the main thread."""
+
+    doing = "The job"
+
+    def __init__(self, server: Server, job_id: int) -> None:
+        super().__init__(daemon=True, name=f"job-{job_id}")
+        self.server, self.job_id = server, job_id
+        self.cancel = threading.Event()
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    def control(self, op: str, args: tuple) -> None:
+        if op == "stop":
+            self.stop()
+
+    def event(self, kind: str, payload: Any) -> None:
+        self.server.event(self.job_id, kind, payload)
+
+    def run(self) -> None:
+        try:
+            self.event(DONE, self.work())
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the GUI
+            self.event(ERROR, WorkerError("error", user_message(exc, self.doing),
+                                          self.best_on_error(), traceback.format_exc()))
+        finally:
+            self.cleanup()
+            self.server.finished(self.job_id)
+
+    def work(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def best_on_error(self) -> ModelRef | None:
+        return None
+
+    def cleanup(self) -> None:
+        pass
+
+
+class LoadTask(Task):
+    doing = "Loading the model"
+
+    def __init__(self, server: Server, job_id: int, path: str) -> None:
+        super().__init__(server, job_id)
+        self.path = str(path)
+
+    def work(self) -> ModelRef:
+        return model_ref(self.server.load(self.path), os.path.abspath(self.path))
+
+
+class SaveTask(Task):
+    doing = "Saving the model"
+
+    def __init__(self, server: Server, job_id: int, ref: ModelRef, path: str) -> None:
+        super().__init__(server, job_id)
+        self.ref, self.path = ref, str(path)
+
+    def work(self) -> str:
+        self.server.load(self.ref.path).save(self.path)
+        return self.path
+
+
+class PredictTask(Task):
+    doing = "Prediction"
+
+    def __init__(self, server: Server, job_id: int, spec: dict) -> None:
+        super().__init__(server, job_id)
+        self.spec = spec
+        self.blocks: list[Any] = []
+
+    def work(self) -> dict[str, Any]:
+        from ..core.config import TileConfig
+        from ..core.device import resolve_device
+        from ..core.infer import iter_predict
+
+        spec = self.spec
+        model = self.server.load(spec["model"].path)
+        shm, image = attach(spec["image"])
+        self.blocks.append(shm)
+        tile = TileConfig.from_dict(spec["tile"]) if spec.get("tile") else None
+        device = spec.get("device") or "auto"
+        gen = iter_predict(model, image, tile=tile, probabilities=bool(spec.get("probabilities")),
+                           device=device, slices=spec.get("slices"), stop=self.cancel,
+                           threads=self.server.threads)
+        last = 0.0
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as fin:
+                result = fin.value
+                break
+            now = time.monotonic()
+            if now - last >= 0.05 or p.done == p.total:
+                last = now
+                self.event(PROGRESS, {"done_tiles": p.done, "total_tiles": p.total,
+                                      "elapsed": p.elapsed})
+        del image
+        owned = self.server.owned
+        return {"labels": pack(result.labels, owned),
+                "probabilities": pack(result.probabilities, owned),
+                "cancelled": bool(result.cancelled), "device": str(resolve_device(device))}
+
+    def cleanup(self) -> None:
+        gc.collect()
+        for shm in self.blocks:
+            detach(shm)
+
+
+class TrainTask(Task):
+    """Trainer with live previews, labels updates and a crash-safe best model."""
+
+    doing = "Training"
+
+    def __init__(self, server: Server, job_id: int, spec: dict) -> None:
+        super().__init__(server, job_id)
+        self.spec = spec
+        self.blocks: list[Any] = []
+        self.images: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        self.trainer: Any = None
+        self._lock = threading.Lock()
+        self.stop_requested = False
+        self.pause_requested = False
+        self.dirty = False
+        self.preview_source: tuple[Any, np.ndarray] | None = None
+        self.painted_at = -1e9
+        self.best: ModelRef | None = None
+        self._last_progress: dict[str, Any] | None = None
+        for img_desc, lab_desc in spec["pairs"]:
+            for desc, out in ((img_desc, self.images), (lab_desc, self.labels)):
+                shm, view = attach(desc)
+                self.blocks.append(shm)
+                out.append(view)
+
+    # --------------------------------------------------------------- control
+    def pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Images as shared views, labels as private copies (the GUI keeps painting)."""
+        return [(img, np.array(lab, copy=True)) for img, lab in zip(self.images, self.labels)]
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stop_requested = True
+            self.cancel.set()
+            if self.trainer is not None:
+                self.trainer.stop()
+
+    def control(self, op: str, args: tuple) -> None:
+        with self._lock:
+            trainer = self.trainer
+            if op == "pause":
+                self.pause_requested = True
+            elif op == "resume":
+                self.pause_requested = False
+            elif op == "labels":
+                self.painted_at = time.monotonic()
+                self.dirty = trainer is None
+            elif op == "preview_source":
+                key, packed = args
+                if packed is None:
+                    self.preview_source = None
+                else:
+                    with contextlib.suppress(FileNotFoundError):  # replaced meanwhile
+                        self.preview_source = (key, unpack(packed)[0])
+        if op == "stop":
+            self.stop()
+        elif trainer is not None and op == "pause":
+            trainer.pause()
+            if self._last_progress is not None:
+                self.event(PROGRESS, {**self._last_progress, "paused": True})
+        elif trainer is not None and op == "resume":
+            trainer.resume()
+        elif trainer is not None and op == "labels":
+            trainer.update_data(self.pairs())
+
+    # --------------------------------------------------------------- work
+    def work(self) -> ModelRef:
+        import torch
+
+        from ..core.config import ModelConfig, TrainConfig
+        from ..core.train import Trainer
+
+        spec = self.spec
+        mc = ModelConfig.from_dict(spec["model_config"]) if spec.get("model_config") else None
+        tc = TrainConfig.from_dict(spec["train_config"]) if spec.get("train_config") else None
+        init = self.server.load(spec["init"].path) if spec.get("init") else None
+        trainer = Trainer(self.pairs(), mc, tc, init=init,
+                          reinit_head=bool(spec.get("reinit_head")),
+                          class_names=spec.get("class_names") or None,
+                          threads=self.server.threads)
+        with self._lock:
+            self.trainer = trainer
+            if self.stop_requested:
+                trainer.stop()
+            if self.pause_requested:
+                trainer.pause()
+            if self.dirty:
+                trainer.update_data(self.pairs())
+        run = trainer.run()
+        live, interval = bool(spec.get("live", True)), float(spec.get("preview_interval", 4.0))
+        next_preview = time.monotonic()
+        seen_best, save_at, base_threads = None, None, None
+        while True:
+            try:
+                p = next(run)
+            except StopIteration as fin:
+                model = fin.value
+                break
+            now = time.monotonic()
+            progress = dataclasses.asdict(p)
+            progress["paused"] = trainer.paused
+            self._last_progress = progress
+            self.event(PROGRESS, progress)
+            if p.done:
+                continue
+            if base_threads is None:
+                base_threads = torch.get_num_threads()
+            self._paint_threads(base_threads, now)
+            if save_at is None:
+                save_at = now + SAVE_FIRST_S
+            if p.best_loss != seen_best and now >= save_at and p.step > 0:
+                seen_best, save_at = p.best_loss, now + SAVE_EVERY_S
+                self._save_best(trainer.result())
+            source = self.preview_source
+            if live and source is not None and now >= next_preview and not self.cancel.is_set():
+                started = time.monotonic()
+                prediction = trainer.preview(source[1], stop=self.cancel)
+                took = time.monotonic() - started
+                # previews may take at most about a quarter of the training time
+                next_preview = time.monotonic() + max(interval, 3.0 * took)
+                if prediction is not None:
+                    self.event(PREVIEW, (source[0], pack(prediction, self.server.owned)))
+        if base_threads is not None and torch.get_num_threads() != base_threads:
+            torch.set_num_threads(base_threads)
+        source = self.preview_source
+        if live and source is not None and not self.cancel.is_set():
+            final = self._final_preview(model, source[1], trainer.device)
+            if final is not None:
+                self.event(PREVIEW, (source[0], pack(final, self.server.owned)))
+        path = self.server.session / f"train-{self.job_id}.pt"
+        save_quick(model, path)
+        return model_ref(model, path)
+
+    def _paint_threads(self, base: int, now: float) -> None:
+        """Fewer torch threads for a moment after the user painted (if configured)."""
+        want = self.server.paint_threads
+        if not want:
+            return
+        import torch
+
+        target = want if now - self.painted_at < PAINT_HOLD_S else base
+        if torch.get_num_threads() != target:
+            torch.set_num_threads(target)
+
+    def _final_preview(self, model: Any, plane: np.ndarray, device: Any) -> np.ndarray | None:
+        from ..core.infer import iter_predict
+
+        gen = iter_predict(model, plane, device=str(device), stop=self.cancel,
+                           threads=self.server.threads)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as fin:
+                return None if fin.value.cancelled else np.asarray(fin.value.labels)
+
+    def _save_best(self, model: Any) -> None:
+        path = self.server.session / f"train-{self.job_id}-best.pt"
+        save_quick(model, path)
+        self.best = model_ref(model, path)
+        self.server.send(("best", self.job_id, self.best))
+
+    def best_on_error(self) -> ModelRef | None:
+        trainer = self.trainer
+        if trainer is None:
+            return self.best
+        try:
+            model = trainer.result()
+            if not model.record.get("steps"):
+                return None
+            self._save_best(model)
+        except Exception:  # noqa: BLE001 - the model may be in a broken state
+            pass
+        return self.best
+
+    def cleanup(self) -> None:
+        self.trainer = None
+        self.images, self.labels, self.preview_source = [], [], None
+        gc.collect()
+        for shm in self.blocks:
+            detach(shm)
+
