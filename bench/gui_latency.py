@@ -1,20 +1,28 @@
-"""GUI responsiveness while training: event-loop stalls and time to the first overlay.
+"""GUI responsiveness while training, measured against napari's own floor in the same run.
 
-napari opens (under Xvfb when there is no screen), the U-Net Studio dock is added through
-the plugin manifest, the nuclei sample is opened from *File > Open Sample*, and the Train
-button is pressed with the widget's default settings (steps raised so that training lasts
-the whole measurement). A ``QTimer`` heartbeat every 10 ms records when the event loop
-got to run; a gap between two ticks longer than 10 ms is a stall of the GUI (nothing
-repaints, no mouse or key events are handled). While training runs the script paints a
-dab of background every second into the scribbles layer (``--no-paint`` to skip), as a
-user does: the widget then hands the new labels to the trainer.
+napari opens (under Xvfb when there is no screen) with the nuclei sample (512 x 512). A
+``QTimer`` heartbeat every 10 ms records when the event loop got to run; a gap between
+two ticks longer than 10 ms is a stall (nothing repaints, no mouse or key events).
 
-Reports: longest stall, p50/p99 of the tick intervals, stalls over 50 / 100 / 250 ms
-(a 100 ms pause is noticeable), time from pressing Train to the first prediction overlay
-and how many overlays arrived, training steps done, time to stop, time to open the dock.
+1. **Floor**: a worker-free stand-in only updates a layer, as the dock does with live
+   previews (a 512 x 512 plane written in place + ``refresh()`` every preview interval),
+   while a stroke is painted every second. This is what napari itself costs.
+2. **Dock**: the U-Net Studio dock is opened through the plugin manifest (timed: "dock
+   opening"), the worker becomes warm, Train is pressed with the dock's defaults (steps
+   raised so that training lasts the measurement) and a stroke is painted every second;
+   after ``--first`` + ``--window`` seconds Stop is pressed (timed until the dock is idle).
+3. Optional variants (``--variants nice19 paint1``) repeat 2 with the worker at nice 19 or
+   with one torch thread while the user paints, in the same run.
+4. **CLI**: ``unet-studio train`` with the same settings for ``--cli-seconds`` on the same
+   image, for the training speed the GUI should reach (steps per training minute).
 
-Run: ``flock /tmp/bench.lock xvfb-run -a python bench/gui_latency.py`` (``--seconds 60``
-default; ``NAPARI_UNET_STUDIO_THREADS=1`` to compare with one training thread). Writes
+Windows: "first" = the first ``--first`` s after Train (start-up, first step, first
+overlay), "paint" = the following ``--window`` s. Goal (issue 12): per window, p99 gap
+<= 1.3 x floor p99 + 5 ms and longest gap <= 1.5 x floor longest; first overlay <= 3 s;
+GUI steps/min >= 90 % of the CLI's; dock opening <= 0.5 s; Stop <= 1 s.
+
+Run: ``flock /tmp/bench.lock xvfb-run -a python bench/gui_latency.py`` (about 5 min;
+``--dock client`` drives the worker client directly instead of the dock). Writes
 ``bench/results/gui_latency[_TAG].json``.
 """
 
@@ -23,9 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,179 +46,230 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 
+from _gui_drivers import (  # noqa: E402 - after the sys.path line
+    DOCK_PLUGIN,
+    VARIANTS,
+    ClientDriver,
+    DockDriver,
+    FloorDriver,
+    Painter,
+    dock_class,
+    gap_stats,
+    wait,
+    wait_until,
+)
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+def measure_training(driver: Any, painter: Any, paint_layer: Any, heart: list[float],
+                     args: argparse.Namespace) -> dict[str, Any]:
+    """Press Train, paint every second, press Stop; windows from the heartbeat."""
+    on_paint = getattr(driver, "on_paint", None)
+    pushes0 = driver.labels_pushes if hasattr(driver, "labels_pushes") else 0
+    strokes0 = painter.count
+    t_press = time.perf_counter()
+    driver.press_train()
+    if not args.no_paint:
+        painter.start(paint_layer, on_paint)
+    first = wait_until(lambda: driver.previews > 0, args.first + args.window)
+    left = args.first + args.window - (time.perf_counter() - t_press)
+    if left > 0:
+        wait(left)
+    painter.stop()
+    t_stop = time.perf_counter()
+    driver.press_stop()
+    stop_s = wait_until(lambda: not driver.running(), 60.0)
+    wait(0.5)
+    ticks = np.asarray(heart)
+    record = driver.record()
+    steps, secs = record.get("steps"), record.get("seconds")
+    out = {
+        "first": gap_stats(ticks, t_press, t_press + args.first, args.interval),
+        "paint": gap_stats(ticks, t_press + args.first, t_stop, args.interval),
+        "first_overlay_s": round(first, 2) if first is not None else None,
+        "overlays": int(driver.previews),
+        "strokes": painter.count - strokes0,
+        "labels_pushes": (driver.labels_pushes - pushes0
+                          if hasattr(driver, "labels_pushes") else None),
+        "stop_s": round(stop_s, 2) if stop_s is not None else None,
+        "steps": steps, "train_seconds": secs,
+        "steps_per_min": round(60.0 * steps / secs, 1) if steps and secs else None,
+        "train_config": record.get("train_config"), "runtime": record.get("runtime"),
+        "loadavg_after": os.getloadavg(),
+    }
+    out["_config"] = driver.config()
+    return out
+
+
+def cli_speed(image: np.ndarray, labels: np.ndarray, tc: dict, config: dict,
+              seconds: float) -> dict[str, Any]:
+    """``unet-studio train`` for ``seconds`` with the dock's settings; steps per minute."""
+    import tifffile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        img, lab, out = (os.path.join(tmp, n) for n in ("img.tif", "lab.tif", "m.pt"))
+        tifffile.imwrite(img, image)
+        tifffile.imwrite(lab, labels)
+        cmd = [sys.executable, "-m", "napari_unet_studio", "train", "--image", img,
+               "--labels", lab, "--out", out, "--time-limit", str(seconds), "--quiet",
+               "--seed", str(tc.get("seed", 0)), "--patch-size", str(tc.get("patch_size")),
+               "--batch-size", str(tc.get("batch_size")), "--lr", str(tc.get("lr"))]
+        if config:
+            cmd += ["--decoder", str(config["decoder"]), "--depth", str(config["depth"]),
+                    "--width", str(config["width"])]
+        if not tc.get("augment", True):
+            cmd.append("--no-augment")
+        elif tc.get("cutmix") is not None:
+            cmd += ["--cutmix", str(tc["cutmix"])]
+        helptext = subprocess.run(cmd[:4] + ["--help"], capture_output=True, text=True).stdout
+        start = tc.get("start")
+        if start and "--start" in helptext:
+            cmd += ["--start", str(start)]
+        t0 = time.perf_counter()
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if run.returncode != 0:
+            return {"error": run.stderr[-2000:], "cmd": " ".join(cmd)}
+        code = ("import json,sys; from napari_unet_studio.core.checkpoint import load_model; "
+                "r=load_model(sys.argv[1]).record; print(json.dumps({'steps': r['steps'], "
+                "'seconds': r['seconds'], 'runtime': r.get('runtime')}))")
+        rec = json.loads(subprocess.run([sys.executable, "-c", code, out], capture_output=True,
+                                        text=True, check=True).stdout)
+    return {"steps": rec["steps"], "train_seconds": rec["seconds"], "wall_s": round(wall, 1),
+            "steps_per_min": round(60.0 * rec["steps"] / rec["seconds"], 1),
+            "runtime": rec["runtime"], "cmd": " ".join(cmd[2:])}
+
+
+def goals(floor: dict, run: dict, cli: dict | None, dock_open: float | None) -> dict:
+    """Issue 12's goal, checked per window (None where a number is missing)."""
+    out: dict[str, Any] = {}
+    for w in ("first", "paint"):
+        f, d = floor.get(w, {}), run.get(w, {})
+        if f.get("ticks") and d.get("ticks"):
+            out[f"{w}_p99"] = d["p99_ms"] <= 1.3 * f["p99_ms"] + 5
+            out[f"{w}_longest"] = d["max_ms"] <= 1.5 * f["max_ms"]
+    fo = run.get("first_overlay_s")
+    out["first_overlay"] = fo is not None and fo <= 3.0
+    if cli and cli.get("steps_per_min") and run.get("steps_per_min"):
+        out["speed"] = run["steps_per_min"] >= 0.9 * cli["steps_per_min"]
+    out["dock_open"] = dock_open is not None and dock_open <= 0.5
+    out["stop"] = run.get("stop_s") is not None and run["stop_s"] <= 1.0
+    return out
+
+
+class TorchWatch:
+    """Import hook that remembers who imported torch first (the napari process must not)."""
+
+    def __init__(self) -> None:
+        self.stack: str | None = None
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torch" and self.stack is None:
+            self.stack = "".join(traceback.format_stack(limit=25)[:-1])
+        return None
 
 
 def main() -> None:
+    watch = TorchWatch()
+    sys.meta_path.insert(0, watch)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seconds", type=float, default=60.0, help="measurement after Train")
+    p.add_argument("--first", type=float, default=20.0, help="first window after Train, s")
+    p.add_argument("--window", type=float, default=60.0, help="painting window after it, s")
     p.add_argument("--interval", type=int, default=10, help="heartbeat period, ms")
+    p.add_argument("--dock", choices=("real", "client"), default="real")
+    p.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS))
+    p.add_argument("--no-floor", action="store_true")
     p.add_argument("--no-paint", action="store_true")
+    p.add_argument("--cli-seconds", type=float, default=60.0, help="0: no CLI run")
     p.add_argument("--tag", default="")
     p.add_argument("--trace-stalls", action="store_true",
                    help="sample the GUI thread's stack while it stalls (> 100 ms)")
-    p.add_argument("--trace-depth", type=int, default=6)
-    p.add_argument("--constrained-loss-plot", action="store_true",
-                   help="re-enable the loss plot's constrained layout (the state before)")
     args = p.parse_args()
-
+    load_before = os.getloadavg()
     t_start = time.perf_counter()
     import napari
-    from qtpy.QtCore import QTimer
-    from qtpy.QtWidgets import QApplication
-
-    t_import = time.perf_counter()
-    viewer = napari.Viewer(show=True)
-    app = QApplication.instance()
-    t_viewer = time.perf_counter()
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-unet-studio", "U-Net Studio")
-    app.processEvents()
-    t_dock = time.perf_counter()
-    viewer.open_sample("napari-unet-studio", "nuclei")
-    app.processEvents()
-    image_layer = viewer.layers["nuclei"]
-    labels = viewer.layers["scribbles"]
-    row = widget.data_panel.rows[0]
-    if row.image.layer() is None or row.labels.layer() is None:
-        row.image.set_layer(image_layer)
-        row.labels.set_layer(labels)
-    widget.model_panel.steps.setValue(1_000_000)  # train for the whole measurement
-    if args.constrained_loss_plot:  # the loss plot as it was before the fixed margins
-        widget.train_panel.loss_plot.figure.set_layout_engine("constrained")
-
     from _common import nuclei_data
+    from qtpy.QtCore import Qt, QTimer
 
-    truth = nuclei_data()[2]
-    ys, xs = np.nonzero(truth == 1)
-    rng = np.random.default_rng(0)
-
-    ticks: list[float] = []
-    state: dict = {"pressed": None, "first_overlay": None, "stop_pressed": None,
-                   "stopped": None, "paints": 0, "phase": "idle"}
-
-    def tick() -> None:
-        now = time.perf_counter()
-        ticks.append(now)
-        if state["pressed"] is not None and state["first_overlay"] is None \
-                and widget.state.previews > 0:
-            state["first_overlay"] = now
-
-    heart = QTimer()
-    heart.setInterval(args.interval)
-    heart.timeout.connect(tick)
-
-    def paint() -> None:
-        if state["phase"] != "training":
-            return
-        i = int(rng.integers(len(ys)))
-        labels.paint((int(ys[i]), int(xs[i])), 1, refresh=True)
-        state["paints"] += 1
-
-    painter = QTimer()
-    painter.setInterval(1000)
-    painter.timeout.connect(paint)
-
-    def press_train() -> None:
-        state["pressed"] = time.perf_counter()
-        state["phase"] = "training"
-        widget.train_panel.train_button.click()
-        if not args.no_paint:
-            painter.start()
-
-    def press_stop() -> None:
-        state["phase"] = "stopping"
-        painter.stop()
-        state["stop_pressed"] = time.perf_counter()
-        widget.train_panel.stop_button.click()
-
-    def check_done() -> None:
-        if state["phase"] == "stopping" and widget.state.train_worker is None:
-            state["stopped"] = time.perf_counter()
-            state["phase"] = "done"
-            heart.stop()
-            app.quit()
-
-    watcher = QTimer()
-    watcher.setInterval(50)
-    watcher.timeout.connect(check_done)
-
+    viewer = napari.Viewer(show=True)
+    t_viewer = time.perf_counter()
+    heart: list[float] = []
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.setInterval(args.interval)
+    timer.timeout.connect(lambda: heart.append(time.perf_counter()))
+    timer.start()
     stacks: dict[str, int] = {}
-    if args.trace_stalls:  # a watchdog thread samples the GUI thread's stack during stalls
-        import threading
-        import traceback
-
+    if args.trace_stalls:
         main_id = threading.get_ident()
-        done = threading.Event()
 
         def watchdog() -> None:
-            while not done.wait(0.02):
-                if ticks and time.perf_counter() - ticks[-1] > 0.1:
+            while True:
+                time.sleep(0.02)
+                if heart and time.perf_counter() - heart[-1] > 0.1:
                     frame = sys._current_frames().get(main_id)
-                    if frame is None:
-                        continue
-                    summary = traceback.extract_stack(frame)[-args.trace_depth:]
-                    key = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
-                                      for f in reversed(summary))
-                    stacks[key] = stacks.get(key, 0) + 1
+                    if frame is not None:
+                        key = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                          for f in reversed(traceback.extract_stack(frame)[-6:]))
+                        stacks[key] = stacks.get(key, 0) + 1
 
         threading.Thread(target=watchdog, daemon=True).start()
-
-    warm = 2.0
-    heart.start()
-    watcher.start()
-    QTimer.singleShot(int(warm * 1000), press_train)
-    QTimer.singleShot(int((warm + args.seconds) * 1000), press_stop)
-    QTimer.singleShot(int((warm + args.seconds + 120) * 1000), app.quit)  # safety net
-    app.exec_() if hasattr(app, "exec_") else app.exec()
-
-    if args.trace_stalls:
-        done.set()
-    t_press, t_stop = state["pressed"], state["stop_pressed"]
-    arr = np.asarray(ticks)
-    gaps = np.diff(arr) * 1000
-    mid = arr[1:]
-    idle = gaps[mid < t_press]
-    train = gaps[(mid > t_press) & (mid <= t_stop)]
-    stall = np.maximum(train - args.interval, 0)
-    worst = np.argsort(train)[::-1][:5]
-    worst_at = [(round(float(mid[(mid > t_press) & (mid <= t_stop)][i] - t_press), 2),
-                 round(float(train[i]), 1)) for i in worst]
-    job_steps = None
-    if widget.model is not None:
-        job_steps = widget.model.record.get("steps")
-    res = {
-        "seconds": args.seconds,
-        "interval_ms": args.interval,
-        "paint": not args.no_paint,
-        "paints": state["paints"],
-        "threads_env": os.environ.get("NAPARI_UNET_STUDIO_THREADS"),
-        "constrained_loss_plot": args.constrained_loss_plot,
-        "import_napari_s": round(t_import - t_start, 2),
-        "viewer_s": round(t_viewer - t_import, 2),
-        "dock_widget_s": round(t_dock - t_viewer, 3),
-        "idle_max_gap_ms": round(float(idle.max()), 1) if idle.size else None,
-        "idle_p99_ms": round(percentile(list(idle), 99), 1),
-        "train_ticks": int(train.size),
-        "train_expected_ticks": int(args.seconds * 1000 / args.interval),
-        "max_interval_ms": round(float(train.max()), 1),
-        "max_stall_ms": round(float(stall.max()), 1),
-        "p50_interval_ms": round(percentile(list(train), 50), 1),
-        "p99_interval_ms": round(percentile(list(train), 99), 1),
-        "p999_interval_ms": round(percentile(list(train), 99.9), 1),
-        "stalls_over_50ms": int((train > 50).sum()),
-        "stalls_over_100ms": int((train > 100).sum()),
-        "stalls_over_250ms": int((train > 250).sum()),
-        "worst_intervals_at_s_ms": worst_at,
-        "first_overlay_s": (round(state["first_overlay"] - t_press, 2)
-                            if state["first_overlay"] else None),
-        "overlays": int(widget.state.previews),
-        "labels_pushes": int(widget.state.labels_pushes),
-        "steps": job_steps,
-        "stop_to_idle_s": (round(state["stopped"] - t_stop, 2) if state["stopped"] else None),
-        "loadavg": os.getloadavg(),
-    }
+    viewer.open_sample("napari-unet-studio", "nuclei")
+    wait(1.0)
+    image, scribbles = viewer.layers["nuclei"], viewer.layers["scribbles"]
+    truth = nuclei_data()[2]
+    painter = Painter(truth)
+    res: dict[str, Any] = {"args": vars(args), "loadavg_before": load_before,
+                           "viewer_s": round(t_viewer - t_start, 2)}
+    interval = 4.0
+    floor: dict[str, Any] = {}
+    if not args.no_floor:
+        fd = FloorDriver(viewer, image, truth, interval)
+        floor = measure_training(fd, painter, fd.scribbles, heart, args)
+        fd.close()
+        res["floor"] = {k: v for k, v in floor.items() if k in ("first", "paint", "strokes")}
+        wait(1.0)
+    # ---------------------------------------------------------------- the dock
+    runs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if args.dock == "real":
+        _, widget = viewer.window.add_plugin_dock_widget(*DOCK_PLUGIN)
+    wait(0.0)
+    dock_open = time.perf_counter() - t0 if args.dock == "real" else None
+    res["dock_open_s"] = round(dock_open, 3) if dock_open is not None else None
+    res["torch_in_napari_after_dock"] = "torch" in sys.modules
+    for name in ["default", *args.variants]:
+        saved = {k: os.environ.get(k) for k in VARIANTS[name]}
+        os.environ.update(VARIANTS[name])
+        try:
+            if args.dock == "client":
+                driver = ClientDriver(viewer, image, scribbles, 1_000_000, interval)
+            elif name == "default":
+                driver = DockDriver(viewer, widget, image, scribbles, 1_000_000)
+            else:
+                driver = DockDriver(viewer, dock_class()(viewer), image, scribbles, 1_000_000)
+                viewer.window.add_dock_widget(driver.widget, name=f"U-Net Studio ({name})")
+            warm = wait_until(driver.warm, 120.0, poll_ms=50)
+            wait(1.0)
+            run = measure_training(driver, painter, scribbles, heart, args)
+            run["warm_s"] = round(warm, 2) if warm is not None else None
+            runs[name] = run
+            driver.close()
+            wait(1.0)
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    res["torch_in_napari_at_end"] = "torch" in sys.modules
+    res["torch_imported_by"] = watch.stack
+    timer.stop()
+    base = runs["default"]
+    cli = None
+    if args.cli_seconds > 0 and base.get("train_config"):
+        cli = cli_speed(np.asarray(image.data), np.asarray(scribbles.data),
+                        base["train_config"], base.get("_config", {}), args.cli_seconds)
+    for run in runs.values():
+        run.pop("_config", None)
+        run["goals"] = goals(floor, run, cli, dock_open)
+    res.update(runs=runs, cli=cli, loadavg_after=os.getloadavg())
     if stacks:
         top = sorted(stacks.items(), key=lambda kv: -kv[1])[:12]
         res["stall_stacks_20ms_samples"] = [{"samples": n, "stack": k} for k, n in top]
@@ -215,25 +279,39 @@ def main() -> None:
         res["machine"] = machine_description()
     except Exception as exc:  # noqa: BLE001 - the numbers matter more than the header
         res["machine"] = str(exc)
-    try:
-        viewer.close()
-    except RuntimeError:  # Qt already deleted the window when the loop ended
-        pass
-
-    print(f"{args.seconds:g} s of training from the widget, heartbeat {args.interval} ms, "
-          f"painting {'on' if res['paint'] else 'off'}, threads env "
-          f"{res['threads_env'] or '(default)'}")
-    for key in ("dock_widget_s", "idle_max_gap_ms", "max_interval_ms", "p50_interval_ms",
-                "p99_interval_ms", "p999_interval_ms", "stalls_over_50ms",
-                "stalls_over_100ms", "stalls_over_250ms", "worst_intervals_at_s_ms",
-                "first_overlay_s", "overlays", "labels_pushes", "steps", "stop_to_idle_s"):
-        print(f"  {key:26s} {res[key]}")
-    for item in res.get("stall_stacks_20ms_samples", []):
-        print(f"  stalled {20 * item['samples']:5d} ms in: {item['stack']}")
+    report(res)
     RESULTS.mkdir(exist_ok=True)
     name = f"gui_latency{'_' + args.tag if args.tag else ''}.json"
-    (RESULTS / name).write_text(json.dumps(res, indent=1))
+    (RESULTS / name).write_text(json.dumps(res, indent=1, default=str))
     print(f"wrote {RESULTS / name}")
+    try:
+        viewer.close()
+    except RuntimeError:
+        pass
+
+
+def report(res: dict) -> None:
+    print(f"load average before {res['loadavg_before']}, after {res['loadavg_after']}")
+    print(f"dock opening {res['dock_open_s']} s; torch in the napari process: after the "
+          f"dock {res['torch_in_napari_after_dock']}, at the end {res['torch_in_napari_at_end']}")
+    rows = [("floor", res.get("floor", {}))] + list(res["runs"].items())
+    print(f"{'run':10s} {'window':6s} {'p50':>6s} {'p99':>6s} {'max':>6s} {'>100':>5s}")
+    for name, run in rows:
+        for w in ("first", "paint"):
+            s = run.get(w, {})
+            if s.get("ticks"):
+                print(f"{name:10s} {w:6s} {s['p50_ms']:6.1f} {s['p99_ms']:6.1f} "
+                      f"{s['max_ms']:6.1f} {s['over_100ms']:5d}")
+    for name, run in res["runs"].items():
+        print(f"{name}: first overlay {run['first_overlay_s']} s, {run['overlays']} overlays, "
+              f"stop {run['stop_s']} s, {run['steps']} steps in {run['train_seconds']} s "
+              f"({run['steps_per_min']}/min), {run['strokes']} strokes, "
+              f"{run['labels_pushes']} label pushes, warm {run.get('warm_s')} s")
+        print(f"  goals: {run['goals']}")
+    if res.get("cli"):
+        print(f"CLI: {res['cli']}")
+    for item in res.get("stall_stacks_20ms_samples", []):
+        print(f"  stalled {20 * item['samples']:5d} ms in: {item['stack']}")
 
 
 if __name__ == "__main__":

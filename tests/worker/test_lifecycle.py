@@ -140,6 +140,15 @@ while not job.finished:
             print("result", kind, getattr(payload, "record", payload) and
                   (payload.record["steps"] if kind == "done" else payload.message), flush=True)
     time.sleep(0.05)
+ref = payload
+job = client.predict(ref, img)
+while not job.finished:
+    events = job.poll()
+    time.sleep(0.05)
+print("predicted", events[-1][0], events[-1][1]["labels"].shape, flush=True)
+print("info torch", client.info()["torch"], type(client.info()["torch"]).__name__)
+import sys
+print("torch imported here:", "torch" in sys.modules, flush=True)
 client.shutdown()
 """
 
@@ -152,6 +161,9 @@ def test_script_without_main_guard_runs_once(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("script body ran") == 1, out.stdout
     assert "result done 3" in out.stdout, out.stdout + out.stderr
+    assert "predicted done (40, 40)" in out.stdout
+    assert "info torch 2" in out.stdout and " str" in out.stdout
+    assert "torch imported here: False" in out.stdout  # messages unpickle without torch
 
 
 PARENT = """

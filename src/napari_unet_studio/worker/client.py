@@ -41,10 +41,12 @@ from .protocol import (
 )
 from .shm import SharedArray, pack, unpack
 
-__all__ = ["WorkerClient", "Job", "COMMAND_ENV", "PAINT_THREADS_ENV"]
+__all__ = ["WorkerClient", "Job", "COMMAND_ENV", "NICE_ENV", "PAINT_THREADS_ENV"]
 
 COMMAND_ENV = "NAPARI_UNET_STUDIO_WORKER_CMD"  # replaces the command (tests, debugging)
 PAINT_THREADS_ENV = "NAPARI_UNET_STUDIO_PAINT_THREADS"
+NICE_ENV = "NAPARI_UNET_STUDIO_WORKER_NICE"
+DEFAULT_NICE = 10
 _TERMINAL = (DONE, ERROR)
 
 
@@ -151,8 +153,9 @@ class WorkerClient:
 
     Parameters
     ----------
-    nice : int
+    nice : int, optional
         Priority the worker lowers itself by (POSIX ``nice``; 0 keeps the priority).
+        Default 10, or the ``NAPARI_UNET_STUDIO_WORKER_NICE`` environment variable.
     threads : int, optional
         Torch CPU threads in the worker (default: the engine's policy).
     command : list of str, optional
@@ -166,9 +169,12 @@ class WorkerClient:
         Seconds the worker may take to open its socket.
     """
 
-    def __init__(self, *, nice: int = 10, threads: int | None = None,
+    def __init__(self, *, nice: int | None = None, threads: int | None = None,
                  command: list[str] | None = None, paint_threads: int | None = None,
                  start_timeout: float = 60.0) -> None:
+        env_nice = os.environ.get(NICE_ENV, "").strip()
+        if nice is None:
+            nice = int(env_nice) if env_nice.lstrip("-").isdigit() else DEFAULT_NICE
         self.nice = int(nice)
         self.threads = threads
         env_cmd = os.environ.get(COMMAND_ENV, "").strip()

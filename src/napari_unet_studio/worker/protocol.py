@@ -17,6 +17,7 @@ Arrays travel as shared-memory descriptors (:mod:`.shm`), never as pickles of bi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,14 +172,9 @@ def start_failed_message(detail: str) -> str:
 
 
 def to_plain(value: Any) -> Any:
-    """Numbers, strings, lists and dicts only (numpy scalars become Python numbers)."""
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            return str(value)
-    return value
+    """Only built-in numbers, strings, lists and dicts (JSON round trip).
+
+    Unpickling in the napari process must never import torch: ``torch.__version__`` is a
+    ``str`` subclass defined in torch, numpy scalars come from numpy; both become plain.
+    """
+    return json.loads(json.dumps(value, default=str))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import DONE, ERROR, PREVIEW, PROGRESS, ModelRef, WorkerError
+from .protocol import DONE, ERROR, PREVIEW, PROGRESS, ModelRef, WorkerError, to_plain
 from .shm import SharedArray, attach, detach, pack, unpack
 
 
@@ -55,9 +55,10 @@ def user_message(exc: BaseException, doing: str) -> str:
 
 def model_ref(model: Any, path: str | Path) -> ModelRef:
     """Describe a saved ``TrainedModel`` without torch for the napari process."""
-    record = dict(model.record)
+    record = to_plain(dict(model.record))
     record["parameters"] = int(sum(int(t.numel()) for t in model.state_dict.values()))
-    return ModelRef(str(path), model.config.to_dict(), record, list(model.class_names))
+    return ModelRef(str(path), to_plain(model.config.to_dict()), record,
+                    [str(n) for n in model.class_names])
 
 
 def save_quick(model: Any, path: Path) -> None:
@@ -130,13 +131,13 @@ class Server:
             pretrained = bool(check()) if callable(check) else True
         except Exception:  # noqa: BLE001 - absent or broken: no shipped weights
             pretrained = False
-        return {
-            "decoders": [tuple(d) for d in describe_decoders()],
-            "devices": [(d.name, d.label) for d in describe_devices()],
-            "torch": torch.__version__,
+        return {  # plain types only: unpickling must not import torch in napari
+            "decoders": [(str(n), str(d)) for n, d in describe_decoders()],
+            "devices": [(str(d.name), str(d.label)) for d in describe_devices()],
+            "torch": str(torch.__version__),
             "pretrained": pretrained,
             "pid": os.getpid(),
-            "threads": torch.get_num_threads(),
+            "threads": int(torch.get_num_threads()),
         }
 
     # ----------------------------------------------------------------- loop
@@ -268,8 +269,8 @@ class PredictTask(Task):
             now = time.monotonic()
             if now - last >= 0.05 or p.done == p.total:
                 last = now
-                self.event(PROGRESS, {"done_tiles": p.done, "total_tiles": p.total,
-                                      "elapsed": p.elapsed})
+                self.event(PROGRESS, {"done_tiles": int(p.done), "total_tiles": int(p.total),
+                                      "elapsed": float(p.elapsed)})
         del image
         owned = self.server.owned
         return {"labels": pack(result.labels, owned),
@@ -382,8 +383,8 @@ class TrainTask(Task):
                 model = fin.value
                 break
             now = time.monotonic()
-            progress = dataclasses.asdict(p)
-            progress["paused"] = trainer.paused
+            progress = to_plain(dataclasses.asdict(p))
+            progress["paused"] = bool(trainer.paused)
             self._last_progress = progress
             self.event(PROGRESS, progress)
             if p.done:
