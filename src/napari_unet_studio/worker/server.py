@@ -23,6 +23,7 @@ import numpy as np
 
 from .protocol import DONE, ERROR, PREVIEW, PROGRESS, ModelRef, WorkerError, to_plain
 from .shm import SharedArray, attach, detach, pack, unpack
+from .tuning import ThreadTuner
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -37,6 +38,17 @@ def _env_seconds(name: str, default: float) -> float:
 SAVE_FIRST_S = _env_seconds("NAPARI_UNET_STUDIO_BEST_SAVE_FIRST", 5.0)
 SAVE_EVERY_S = _env_seconds("NAPARI_UNET_STUDIO_BEST_SAVE_EVERY", 20.0)
 PAINT_HOLD_S = 2.0  # "the user is painting" lasts this long after a labels update
+TUNING_ENV = "NAPARI_UNET_STUDIO_THREAD_TUNING"  # "0": keep the engine's thread count
+
+
+def tuning_wanted(threads: int | None, paint_threads: int | None) -> bool:
+    """Tune the thread count unless the user or the environment fixed it."""
+    if threads is not None or paint_threads:
+        return False
+    if os.environ.get(TUNING_ENV, "1").strip() == "0":
+        return False
+    return not (os.environ.get("NAPARI_UNET_STUDIO_THREADS", "").strip()
+                or os.environ.get("OMP_NUM_THREADS", "").strip())
 
 
 def user_message(exc: BaseException, doing: str) -> str:
@@ -301,6 +313,7 @@ class TrainTask(Task):
         self.dirty = False
         self.preview_source: tuple[Any, np.ndarray] | None = None
         self.painted_at = -1e9
+        self.pauses = 0
         self.best: ModelRef | None = None
         self._last_progress: dict[str, Any] | None = None
         for img_desc, lab_desc in spec["pairs"]:
@@ -326,6 +339,7 @@ class TrainTask(Task):
             trainer = self.trainer
             if op == "pause":
                 self.pause_requested = True
+                self.pauses += 1
             elif op == "resume":
                 self.pause_requested = False
             elif op == "labels":
@@ -376,21 +390,30 @@ class TrainTask(Task):
         live, interval = bool(spec.get("live", True)), float(spec.get("preview_interval", 4.0))
         next_preview = time.monotonic()
         seen_best, save_at, base_threads = None, None, None
+        tuner: ThreadTuner | None = None
         while True:
+            t_step, pauses = time.perf_counter(), self.pauses
             try:
                 p = next(run)
             except StopIteration as fin:
                 model = fin.value
                 break
             now = time.monotonic()
+            if tuner is not None and pauses == self.pauses and not p.done:
+                target = tuner.observe(time.perf_counter() - t_step)
+                if target != torch.get_num_threads():
+                    torch.set_num_threads(target)
             progress = to_plain(dataclasses.asdict(p))
             progress["paused"] = bool(trainer.paused)
+            progress["threads"] = int(torch.get_num_threads())
             self._last_progress = progress
             self.event(PROGRESS, progress)
             if p.done:
                 continue
             if base_threads is None:
                 base_threads = torch.get_num_threads()
+                if tuning_wanted(self.server.threads, self.server.paint_threads):
+                    tuner = ThreadTuner(base_threads)
             self._paint_threads(base_threads, now)
             if save_at is None:
                 save_at = now + SAVE_FIRST_S
