@@ -86,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # model choice: show the decoder list's tooltip-free state and the advanced settings
     mp = widget.model_panel
-    mp.decoder.setCurrentIndex(mp.decoder.findData("bilinear"))
-    mp.steps.setValue(args.steps)
+    wait_for(lambda: len(mp.decoders()) > 1, timeout=120)  # the worker's hello
+    mp["decoder"].value = "bilinear"
+    mp["steps"].value = args.steps
     mp.advanced.expand(animate=False)
-    mp.patch_size.setValue(96)
+    mp["patch_size"].value = 96
     show_section(widget, mp)
     shot(viewer, "02_model_settings.png")
     mp.advanced.collapse(animate=False)
@@ -102,15 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     half = args.steps // 2
     wait_for(
         lambda: (
-            widget.state.previews >= 1
+            widget.train.previews >= 1
             and tp.progress.value() >= half
-            or widget.state.train_worker is None
+            or not widget.train.running
         ),
         timeout=1200,
     )
     show_section(widget, tp)
     shot(viewer, "03_training_live.png")
-    wait_for(lambda: widget.state.train_worker is None, timeout=1800)
+    wait_for(lambda: not widget.train.running, timeout=1800)
     pump(1.0)
     show_section(widget, tp)
     shot(viewer, "04_training_done.png")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     pp = widget.predict_panel
     pp.confidence_box.setChecked(True)
     pp.predict_button.click()
-    wait_for(lambda: widget.state.predict_worker is None, timeout=300)
+    wait_for(lambda: not widget.predict.running, timeout=300)
     viewer.layers["nuclei prediction"].visible = False
     viewer.layers["scribbles"].visible = False
     show_section(widget, pp)

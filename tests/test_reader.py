@@ -1,4 +1,5 @@
-"""Reader contribution: our model files are recognised and handed to the widget."""
+"""Reader contribution: our model files are recognised (without torch) and their paths
+handed to the dock, whose worker loads them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pytest
 import torch
 
 from napari_unet_studio import _reader
-from napari_unet_studio import _widget_models as models_io
 from napari_unet_studio.core.checkpoint import TrainedModel
 from napari_unet_studio.core.config import ModelConfig
 from napari_unet_studio.core.model import build_model
+from napari_unet_studio.gui import models as models_io
 
 
 @pytest.fixture
@@ -25,8 +26,8 @@ def model_file(tmp_path):
 
 @pytest.fixture
 def no_widgets(monkeypatch):
-    """No open widget, and an empty pending list restored afterwards."""
-    monkeypatch.setattr(models_io, "_open_widgets", models_io.weakref.WeakSet())
+    """No open dock, and an empty pending list restored afterwards."""
+    monkeypatch.setattr(models_io, "_open_docks", models_io.weakref.WeakSet())
     monkeypatch.setattr(models_io, "_pending", [])
     monkeypatch.setattr(_reader, "_open_widget", lambda: False)
 
@@ -46,36 +47,34 @@ def test_reader_accepts_our_model_files_only(model_file, tmp_path):
     assert _reader.get_reader(str(model_file.with_suffix(".tif"))) is None
 
 
-def test_reading_without_widget_keeps_the_model_for_later(model_file, no_widgets):
+def test_reading_without_a_dock_keeps_the_path_for_later(model_file, no_widgets):
     assert _reader.read_model(str(model_file)) == [(None,)]
-    ((model, source),) = models_io.pending_models()
-    assert model.config.width == 2 and source == str(model_file)
+    assert models_io.pending_paths() == [str(model_file)]
 
-    class FakeWidget:
+    class FakeDock:
         closed = False
         got: list = []
 
-        def use_model(self, model, source=""):
-            self.got.append((model, source))
+        def load_model_file(self, path):
+            self.got.append(path)
 
-    widget = FakeWidget()
-    models_io.register_widget(widget)
-    assert len(widget.got) == 1 and models_io.pending_models() == []
-    # with a widget open, the next file goes straight to it
-    assert _reader.read_model(str(model_file)) == [(None,)]
-    assert len(widget.got) == 2
+    dock = FakeDock()
+    models_io.register_dock(dock)
+    assert dock.got == [str(model_file)] and models_io.pending_paths() == []
+    # with a dock open, the next file goes straight to it
+    assert _reader.read_model([str(model_file)]) == [(None,)]
+    assert dock.got == [str(model_file)] * 2
+    models_io.unregister_dock(dock)
 
 
-def test_reader_reports_a_damaged_model(tmp_path, no_widgets, monkeypatch):
-    from napari.utils import notifications
-
-    errors = []
-    monkeypatch.setattr(notifications, "show_error", errors.append)
-    bad = tmp_path / "bad.pt"
+def test_reading_loads_nothing_in_the_napari_process(model_file, no_widgets, monkeypatch):
+    """The reader never unpickles: a damaged file with our marker is handed over as it is
+    (the dock's worker then refuses it; tests/gui/test_worker_gui.py)."""
+    bad = model_file.parent / "bad.pt"
     with zipfile.ZipFile(bad, "w") as archive:  # our marker, but no loadable content
         archive.writestr("bad/data.pkl", b"garbage napari-unet-studio-model garbage")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
     reader = _reader.get_reader(str(bad))
     assert reader is _reader.read_model
     assert reader(str(bad)) == [(None,)]
-    assert errors and "bad.pt" in errors[-1] and "Traceback" not in errors[-1]
-    assert models_io.pending_models() == []
+    assert models_io.pending_paths() == [str(bad)]

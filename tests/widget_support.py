@@ -1,7 +1,8 @@
-"""Support shared by the napari GUI tests and the reliability tests (plain module)."""
+"""Support shared by the GUI tests and the reliability tests (plain module)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -18,7 +19,7 @@ class Notes:
 
 
 def record_notifications(monkeypatch) -> Notes:
-    """Record napari notifications (the widget and reader call ``show_*`` at call time)."""
+    """Record napari notifications (the dock and reader call ``show_*`` at call time)."""
     from napari.utils import notifications
 
     rec = Notes()
@@ -30,30 +31,82 @@ def record_notifications(monkeypatch) -> Notes:
 
 def tiny_settings(widget, steps: int = 4, *, batch_size: int = 1, tile: int = 64) -> None:
     """A very small network and few steps, on the CPU: a training run takes seconds."""
-    mp = widget.model_panel
-    mp.steps.setValue(steps)
-    mp.patch_size.setValue(32)
-    mp.batch_size.setValue(batch_size)
-    mp.width.setValue(4)
-    mp.depth.setValue(2)
-    mp.tile.setValue(tile)
-    mp.preview_interval.setValue(3.0)
-    mp.device.setCurrentIndex(max(0, mp.device.findData("cpu")))
+    form = widget.model_panel
+    form["steps"].value = steps
+    form["patch_size"].value = 32
+    form["batch_size"].value = batch_size
+    form["width"].value = 4
+    form["depth"].value = 2
+    form["tile"].value = tile
+    form["preview_interval"].value = 3.0
+    form["start"].value = "scratch"  # the shipped weights need the default architecture
+    if "cpu" in form["device"].choices:
+        form["device"].value = "cpu"
 
 
-def docked_studio(make_napari_viewer, settings=tiny_settings):
-    """A viewer with the dock widget added and tiny settings: ``(viewer, widget)``."""
-    from napari_unet_studio._widget import UNetStudioWidget
+def wait_for_worker_info(qtbot, widget, timeout: int = 60000) -> None:
+    """Wait until the worker said hello (decoder and device lists filled)."""
+    qtbot.waitUntil(lambda: widget.client.info() is not None, timeout=timeout)
+    qtbot.waitUntil(lambda: len(widget.model_panel.decoders()) > 1, timeout=5000)
+
+
+def docked_studio(make_napari_viewer, settings=tiny_settings, client=None):
+    """A viewer with the dock added and tiny settings: ``(viewer, widget)``.
+
+    ``client`` is the worker client to use (default: the real worker process).
+    """
+    from napari_unet_studio.gui.dock import UNetStudioWidget
 
     viewer = make_napari_viewer()
-    widget = UNetStudioWidget(viewer)
+    widget = UNetStudioWidget(viewer, client=client)
     viewer.window.add_dock_widget(widget, name="U-Net Studio")
     settings(widget)
     return viewer, widget
 
 
+def is_idle(widget) -> bool:
+    """No training, prediction or model-file job runs."""
+    return not (widget.train.running or widget.predict.running or widget.files.running)
+
+
+def wait_idle(qtbot, widget, timeout: int = 30000) -> None:
+    """Wait for the dock's jobs to end; then the controls must be usable again."""
+    qtbot.waitUntil(lambda: is_idle(widget), timeout=timeout)
+    assert widget.train_panel.train_button.isEnabled()
+    assert widget.predict_panel.predict_button.isEnabled()
+    assert widget.model_panel["decoder"].enabled and widget.data_panel.rows[0].isEnabled()
+
+
 def shut_down(qtbot, widget, timeout: int = 15000) -> None:
-    """Close the widget's jobs and wait until no worker is left."""
+    """Close the dock's jobs and its worker."""
     widget.shutdown()
-    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=timeout)
-    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=timeout)
+    qtbot.waitUntil(lambda: is_idle(widget), timeout=timeout)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): os.kill said it exists
+        return True
+
+
+def pid_gone(pid: int | None, timeout: float = 3.0) -> bool:
+    """True once process ``pid`` no longer runs, waiting at most ``timeout`` s."""
+    if pid is None:
+        return True
+    end = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.05)
+    return True

@@ -1,10 +1,11 @@
 """Reader contribution: open a U-Net Studio model file (``*.pt``) in napari.
 
-Dropping a model file on napari (or File > Open) gives the model to the U-Net Studio
-widget (or keeps it until the widget opens) and adds no layer: the reader returns the
-null-layer sentinel ``[(None,)]``. Other ``.pt`` files are left to other readers
-(``get_reader`` returns ``None``). Deciding that costs no torch import: a model file is a
-zip archive whose pickled dict carries our format marker.
+Dropping a model file on napari (or File > Open) hands its path to the U-Net Studio dock
+(or keeps it until the dock opens), which asks its worker process to load it; the reader
+adds no layer: it returns the null-layer sentinel ``[(None,)]``. Other ``.pt`` files are
+left to other readers (``get_reader`` returns ``None``). Nothing here imports torch:
+a model file is recognised as a zip archive whose pickled dict carries our format
+marker, and loading happens in the worker.
 """
 
 from __future__ import annotations
@@ -59,29 +60,24 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
 
 
 def read_model(path: str | list[str]) -> list[tuple]:
-    """Load the model and give it to the U-Net Studio widget; adds no layer.
+    """Hand the model file to the U-Net Studio dock (opening it if needed); adds no layer.
 
-    A damaged file is reported as a napari error notification.
+    The dock's worker loads the file; a damaged file is then reported by the dock as a
+    napari error notification in plain words.
     """
     from napari.utils import notifications
 
-    from ._widget_models import deliver_model
+    from .gui.models import deliver_model_path
 
     if isinstance(path, (list, tuple)):
         path = path[0]
-    try:
-        from .core.checkpoint import load_model
-
-        model = load_model(path)
-    except Exception as exc:  # noqa: BLE001 - shown to the user in plain words
-        notifications.show_error(str(exc))
-        return [(None,)]
-    if not deliver_model(model, source=str(path)) and not _open_widget():
+    path = str(path)
+    if deliver_model_path(path) or _open_widget():
+        notifications.show_info(f"Opening model '{Path(path).name}' in U-Net Studio...")
+    else:
         notifications.show_info(
             f"Model '{Path(path).name}' read; open Plugins > U-Net Studio to use it."
         )
-        return [(None,)]
-    notifications.show_info(f"Model '{Path(path).name}' loaded into U-Net Studio.")
     return [(None,)]
 
 
@@ -96,6 +92,6 @@ def _open_widget() -> bool:
         viewer.window.add_plugin_dock_widget("napari-unet-studio", "U-Net Studio")
     except Exception:  # noqa: BLE001 - no window (headless) or plugin not registered
         return False
-    from ._widget_models import pending_models
+    from .gui.models import pending_paths
 
-    return not pending_models()
+    return not pending_paths()

@@ -37,7 +37,8 @@ def tiny_widget_settings(widget, steps: int = 2) -> None:
 
 @pytest.fixture
 def studio(make_napari_viewer, qtbot, notes):
-    """``(viewer, widget)``: the dock widget in a viewer, tiny settings, workers joined after."""
+    """``(viewer, widget)``: the dock on the real worker process, tiny settings; the worker
+    is ended after the test."""
     viewer, widget = docked_studio(make_napari_viewer, tiny_widget_settings)
     yield viewer, widget
     shut_down(qtbot, widget)
@@ -144,7 +145,7 @@ def evil_files(tmp_path):
 
 def reset_widget(viewer, widget, rec: Notes) -> None:
     """Back to a fresh-looking session: no layers, no model, default choices."""
-    from napari_unet_studio._widget_data import DEFAULT_CLASS_NAMES
+    from napari_unet_studio.gui.data import DEFAULT_CLASS_NAMES
 
     widget.use_model(None)
     widget.train_panel.continue_box.setChecked(False)
@@ -162,14 +163,16 @@ def reset_widget(viewer, widget, rec: Notes) -> None:
 def shared_studio(qapp):
     """One viewer + docked widget for a whole module (a long session of bad inputs).
 
-    Creating a viewer costs about 2 s on two busy cores; the matrix tests reuse this one
-    and :func:`reset_widget` between tests, which also shows that one widget survives
-    dozens of failures in a row. Yields ``(viewer, widget, notes)``.
+    Creating a viewer costs about 2 s on two busy cores, and a worker process 2-4 s;
+    the matrix tests reuse this one (and its worker) and :func:`reset_widget` between
+    tests, which also shows that one dock survives dozens of failures in a row. Yields
+    ``(viewer, widget, notes)``.
     """
     import napari
 
     with pytest.MonkeyPatch.context() as mp:
         rec = record_notifications(mp)
+        mp.setenv("NAPARI_UNET_STUDIO_THREADS", "1")  # read by the worker when it starts
         viewer, widget = docked_studio(lambda: napari.Viewer(show=False), tiny_widget_settings)
         # napari runs gc.collect() on every layer removal; with torch loaded that is 0.5 s.
         # Freezing what exists now makes those collections scan only new objects.

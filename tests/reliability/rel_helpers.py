@@ -1,4 +1,7 @@
-"""Helpers of the reliability tests: tiny configs, hashing, labels, tiny models."""
+"""Helpers of the reliability tests: tiny configs, hashing, labels, tiny models.
+
+Waiting for the dock is :func:`widget_support.wait_idle` (:func:`wait_idle` here).
+"""
 
 from __future__ import annotations
 
@@ -125,10 +128,26 @@ def drain(gen: Any) -> Any:
             return fin.value
 
 
+def load_tiny_model(qtbot: Any, widget: Any, folder: Any, in_channels: int = 1,
+                    num_classes: int = 2, seed: int = 0) -> Any:
+    """Save :func:`tiny_trained_model` to ``folder`` and load it through the dock's worker.
+
+    Returns the dock's current model (a ``ModelRef``) afterwards.
+    """
+    from pathlib import Path
+
+    path = Path(folder) / f"tiny_{in_channels}_{num_classes}_{seed}.pt"
+    if not path.exists():
+        tiny_trained_model(in_channels, num_classes, seed).save(path)
+    widget.load_model_file(str(path))
+    qtbot.waitUntil(lambda: not widget.files.running, timeout=30000)
+    assert widget.model is not None and widget.model.path == str(path), "the model did not load"
+    return widget.model
+
+
 def wait_idle(qtbot: Any, widget: Any, timeout: int = 30000) -> None:
-    """Wait for the widget's workers to end; then the controls must be usable again."""
-    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=timeout)
-    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=timeout)
-    assert widget.train_panel.train_button.isEnabled()
-    assert widget.predict_panel.predict_button.isEnabled()
-    assert widget.model_panel.decoder.isEnabled() and widget.data_panel.rows[0].isEnabled()
+    """:func:`widget_support.wait_idle` (imported late: subprocesses load this module
+    with only its own folder on the path)."""
+    from widget_support import wait_idle as wait
+
+    wait(qtbot, widget, timeout)

@@ -1,5 +1,5 @@
-"""Bad inputs through the napari widget: a notification naming the problem, the GUI
-usable again, and every layer the user had byte-identical afterwards.
+"""Bad inputs through the napari dock and its real worker process: a notification naming
+the problem, the GUI usable again, and every layer the user had byte-identical afterwards.
 
 (Float labels cannot reach the widget: napari itself refuses float data in a Labels
 layer, and the labels picker lists Labels layers only.)
@@ -13,9 +13,9 @@ from qtpy.QtWidgets import QFileDialog
 from rel_helpers import (
     assert_layers_unchanged,
     layer_digests,
+    load_tiny_model,
     scribbles,
     textured,
-    tiny_trained_model,
     wait_idle,
 )
 
@@ -146,17 +146,18 @@ def test_odd_but_valid_inputs_train_and_predict(studio, qtbot, notes, image_fn, 
     assert_layers_unchanged(viewer, before)
     pred = [ly for ly in viewer.layers if ly.name.startswith("img prediction (")]
     assert len(pred) == 1 and pred[0].data.shape == lab.data.shape
-    assert pred[0].data.min() >= 1 and pred[0].data.max() <= widget.model.config.num_classes
+    assert pred[0].data.min() >= 1
+    assert pred[0].data.max() <= widget.model.config["num_classes"]
 
 
-def test_labels_above_the_models_classes_when_continuing(studio, qtbot, notes):
+def test_labels_above_the_models_classes_when_continuing(studio, qtbot, notes, tmp_path):
     """Class 3 painted while continuing a 2-class model: a new output layer, no error."""
     viewer, widget = studio
-    widget.use_model(tiny_trained_model(1, 2), source="test")
+    load_tiny_model(qtbot, widget, tmp_path, 1, 2)
     widget.train_panel.continue_box.setChecked(True)
     _train(viewer, widget, qtbot, textured((16, 16)), scribbles((16, 16), 3))
     assert not notes.errors, notes.errors
-    assert widget.model.config.num_classes == 3
+    assert widget.model.config["num_classes"] == 3
     assert widget.model.record.get("init_from")
 
 
@@ -182,7 +183,7 @@ def test_corrections_with_a_new_class_then_continue(studio, qtbot, notes):
     widget.train_panel.train_button.click()
     wait_idle(qtbot, widget)
     assert not notes.errors, notes.errors
-    assert widget.model.config.num_classes == 3
+    assert widget.model.config["num_classes"] == 3
     assert_layers_unchanged(viewer, before)
 
 
@@ -193,10 +194,11 @@ def test_corrections_with_a_new_class_then_continue(studio, qtbot, notes):
     ("gray", lambda: np.where(textured((16, 16)) > 0.5, np.inf, 0.0), {}, "infinite"),
 ], ids=["gray_image_rgb_model", "rgb_image_gray_model", "nan_pixel", "inf_pixels"])
 def test_prediction_refused_with_a_notification(studio, qtbot, notes, model_kind, image_fn,
-                                                image_kw, words):
+                                                image_kw, words, tmp_path):
     viewer, widget = studio
-    model = tiny_trained_model(3, 3) if model_kind == "rgb" else tiny_trained_model(1, 2)
-    widget.use_model(model, source="test")
+    channels, classes = (3, 3) if model_kind == "rgb" else (1, 2)
+    load_tiny_model(qtbot, widget, tmp_path, channels, classes)
+    notes.infos.clear()
     img = viewer.add_image(image_fn(), name="img", **image_kw)
     widget.predict_panel.image.set_layer(img)
     before = layer_digests(viewer)
@@ -207,9 +209,9 @@ def test_prediction_refused_with_a_notification(studio, qtbot, notes, model_kind
     assert_layers_unchanged(viewer, before)
 
 
-def test_continue_a_model_made_for_other_channels(studio, qtbot, notes):
+def test_continue_a_model_made_for_other_channels(studio, qtbot, notes, tmp_path):
     viewer, widget = studio
-    widget.use_model(tiny_trained_model(3, 3), source="test")
+    load_tiny_model(qtbot, widget, tmp_path, 3, 3)
     widget.train_panel.continue_box.setChecked(True)
     _train(viewer, widget, qtbot, textured((16, 16)), scribbles((16, 16)))
     assert notes.errors and "3 channel(s)" in notes.errors[-1]
@@ -219,16 +221,16 @@ def test_continue_a_model_made_for_other_channels(studio, qtbot, notes):
                                   "foreign_tensor", "wrong_weights", "bad_normalisation",
                                   "newer_format", "folder",
                                   "missing"])
-def test_loading_bad_model_files(studio, qtbot, notes, monkeypatch, model_files, kind):
+def test_loading_bad_model_files(studio, qtbot, notes, monkeypatch, model_files, kind, tmp_path):
     viewer, widget = studio
     viewer.add_image(textured((16, 16)), name="img")
-    widget.use_model(tiny_trained_model(1, 2), source="previous")
-    previous = widget.model
+    previous = load_tiny_model(qtbot, widget, tmp_path, 1, 2)
     before = layer_digests(viewer)
     monkeypatch.setattr(QFileDialog, "getOpenFileName",
                         lambda *a, **k: (str(model_files[kind]), ""))
     widget.models_panel.load_button.click()
-    assert notes.errors and model_files[kind].name in notes.errors[-1], notes.errors
+    wait_idle(qtbot, widget)
+    assert len(notes.errors) == 1 and model_files[kind].name in notes.errors[-1], notes.errors
     assert "Traceback" not in notes.errors[-1]
     assert widget.model is previous  # the model the user had is kept
     assert_layers_unchanged(viewer, before)
@@ -236,8 +238,8 @@ def test_loading_bad_model_files(studio, qtbot, notes, monkeypatch, model_files,
 
 def test_patch_size_too_small_for_the_depth(studio, qtbot, notes):
     viewer, widget = studio
-    widget.model_panel.patch_size.setValue(8)
-    widget.model_panel.depth.setValue(3)
+    widget.model_panel["patch_size"].value = 8
+    widget.model_panel["depth"].value = 3
     _train(viewer, widget, qtbot, textured((16, 16)), scribbles((16, 16)))
     assert notes.errors and "patch size (8 px) is too small" in notes.errors[-1], notes.errors
     assert "at least 16 px" in notes.errors[-1]

@@ -17,13 +17,13 @@ import textwrap
 
 import pytest
 import torch
-from rel_helpers import scribbles, textured, tiny_trained_model
+from rel_helpers import load_tiny_model, scribbles, textured, tiny_trained_model, wait_idle
 
 import napari_unet_studio as nus
 from napari_unet_studio import _reader, cli
-from napari_unet_studio import _widget_models as models_io
 from napari_unet_studio.core import checkpoint
 from napari_unet_studio.core.errors import ModelFileError
+from napari_unet_studio.gui import models as models_io
 
 EVIL_KINDS = ["plain_pickle_exec", "plain_pickle_system", "torch_zip_exec",
               "torch_zip_inside_a_real_model", "torch_legacy_format", "zip_with_swapped_data_pkl"]
@@ -66,35 +66,37 @@ def test_cli_refuses_code(evil_files, kind, tmp_path, capsys):
     assert not marker.exists()
 
 
-@pytest.fixture
-def no_widgets(monkeypatch):
-    monkeypatch.setattr(models_io, "_open_widgets", models_io.weakref.WeakSet())
-    monkeypatch.setattr(models_io, "_pending", [])
-    monkeypatch.setattr(_reader, "_open_widget", lambda: False)
-
-
-@pytest.mark.parametrize("kind", EVIL_KINDS)
-def test_napari_reader_refuses_code(evil_files, kind, notes, no_widgets):
+def test_napari_reader_refuses_code(evil_files, studio, notes, qtbot):
+    """The reader claims files with our marker and hands them to the dock; the dock's
+    worker refuses to load them, in plain words; nothing runs, in either process."""
+    _, widget = studio
     marker, files = evil_files
-    reader = _reader.get_reader(str(files[kind]))
-    if reader is not None:  # claimed (it carries our format marker): must refuse to load it
+    for kind in EVIL_KINDS:
+        notes.errors.clear()
+        reader = _reader.get_reader(str(files[kind]))
+        if reader is None:  # not claimed: no marker
+            assert kind.startswith(("plain", "torch_legacy")), kind
+            continue
         assert reader(str(files[kind])) == [(None,)]
-        assert notes.errors and files[kind].name in notes.errors[-1]
-        assert "refused" in notes.errors[-1] or "damaged" in notes.errors[-1]
-    else:
-        assert kind.startswith(("plain", "torch_legacy"))
-    assert not models_io.pending_models()
-    assert not marker.exists()
+        wait_idle(qtbot, widget)
+        assert len(notes.errors) == 1 and files[kind].name in notes.errors[-1], (kind, notes)
+        assert "refused" in notes.errors[-1] or "damaged" in notes.errors[-1], kind
+        assert widget.model is None, kind
+        assert not models_io.pending_paths()
+        assert not marker.exists(), kind
 
 
-def test_dropping_an_evil_file_on_napari(make_napari_viewer, evil_files, notes):
+def test_dropping_an_evil_file_on_napari(make_napari_viewer, evil_files, notes, qtbot):
     """viewer.open through npe2 and our reader contribution: an error, no layer, no code."""
     marker, files = evil_files
     viewer = make_napari_viewer()
     viewer.open(str(files["torch_zip_exec"]), plugin="napari-unet-studio")
+    qtbot.waitUntil(lambda: bool(notes.errors), timeout=60000)
     assert len(viewer.layers) == 0
-    assert notes.errors and "refused" in notes.errors[-1]
+    assert "refused" in notes.errors[-1]
     assert not marker.exists()
+    for dock in models_io.open_docks():
+        dock.shutdown()
 
 
 def test_evil_file_in_a_fresh_interpreter(evil_files):
@@ -223,19 +225,33 @@ def test_cli_crash_mid_save_keeps_the_previous_file(saved, monkeypatch, capsys, 
     assert sorted(os.listdir(tmp_path)) == sorted(["img.tif", "lab.tif", "model.pt"])
 
 
-def test_widget_crash_mid_save_keeps_the_previous_file(studio, saved, monkeypatch, notes):
+def test_saving_through_the_dock_replaces_or_refuses_cleanly(studio, saved, monkeypatch,
+                                                              notes, qtbot):
+    """Saving over a model through the dock's worker replaces it in one piece (no
+    leftover); a save that cannot be done is explained and leaves the files as they were."""
     from qtpy.QtWidgets import QFileDialog
 
     path, before = saved
     _, widget = studio
-    widget.use_model(tiny_trained_model(1, 2, seed=4), source="test")
+    load_tiny_model(qtbot, widget, path.parent, 1, 2, seed=4)
+    other = path.parent / "tiny_1_2_4.pt"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
-    monkeypatch.setattr(torch, "save", _crash_after_partial_write(OSError(28, "No space left")))
     widget.models_panel.save_button.click()
-    assert notes.errors and "Could not save" in notes.errors[-1]
-    assert str(path) in notes.errors[-1]
-    assert path.read_bytes() == before
-    assert _only(path), os.listdir(path.parent)
+    wait_idle(qtbot, widget)
+    assert not notes.errors, notes.errors
+    assert path.read_bytes() != before
+    written, source = checkpoint.load_model(path), checkpoint.load_model(other)
+    assert all(torch.equal(written.state_dict[k], v) for k, v in source.state_dict.items())
+    assert sorted(os.listdir(path.parent)) == ["model.pt", "tiny_1_2_4.pt"]
+    now = path.read_bytes()
+    inside_a_file = path / "copy.pt"  # its folder is a file: cannot be written
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(inside_a_file), ""))
+    widget.models_panel.save_button.click()
+    wait_idle(qtbot, widget)
+    assert len(notes.errors) == 1 and "copy.pt" in notes.errors[-1], notes.errors
+    assert "Traceback" not in notes.errors[-1]
+    assert path.read_bytes() == now
+    assert sorted(os.listdir(path.parent)) == ["model.pt", "tiny_1_2_4.pt"]
 
 
 def test_saved_model_is_readable_like_any_new_file(tmp_path):

@@ -28,11 +28,16 @@ def add_shapes(viewer, size: int = SIZE):
 
 
 def wait_training_done(qtbot, widget, timeout: int = 60000) -> None:
-    """Wait until the training worker has finished and the GUI is unlocked."""
-    qtbot.waitUntil(lambda: widget.state.train_worker is None, timeout=timeout)
+    """Wait until the training job has finished and the GUI is unlocked."""
+    qtbot.waitUntil(lambda: not widget.train.running, timeout=timeout)
     assert widget.train_panel.train_button.isEnabled()
 
 
 def wait_prediction_done(qtbot, widget, timeout: int = 30000) -> None:
-    """Wait until the prediction worker has finished."""
-    qtbot.waitUntil(lambda: widget.state.predict_worker is None, timeout=timeout)
+    """Wait until the prediction job has finished."""
+    qtbot.waitUntil(lambda: not widget.predict.running, timeout=timeout)
+
+
+def wait_files_done(qtbot, widget, timeout: int = 30000) -> None:
+    """Wait until model load/save jobs have finished."""
+    qtbot.waitUntil(lambda: not widget.files.running, timeout=timeout)

@@ -1,4 +1,8 @@
-"""Data panel: (image, labels) pairs, one-click scribble layers and class names."""
+"""Data panel: (image, labels) pairs, one-click scribble layers and class names.
+
+It reads layers and checks them; it never writes the user's labels (a scribble layer it
+makes is new and empty).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._widget_common import (
-    LayerCombo,
-    UserProblem,
+from .layers import (
     image_channels,
     is_user_image,
     is_user_labels,
@@ -31,6 +33,8 @@ from ._widget_common import (
     spatial_shape,
     unique_layer_name,
 )
+from .notify import UserProblem, notify_warning
+from .widgets import LayerCombo
 
 DEFAULT_CLASS_NAMES = ("background", "foreground")
 
@@ -45,7 +49,7 @@ class TrainingPair:
     labels_layer: Labels
 
     def as_tuple(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(image, labels)`` for :class:`~napari_unet_studio.core.train.Trainer`."""
+        """``(image, labels)`` as the worker's ``train`` takes them."""
         return self.image, self.labels
 
 
@@ -293,8 +297,6 @@ class DataPanel(QWidget):
         row = row or self.rows[0]
         image = row.image.layer()
         if image is None:
-            from ._widget_common import notify_warning
-
             notify_warning("Open or choose an image first; the scribble layer is made to match it.")
             return None
         shape = spatial_shape(image)
