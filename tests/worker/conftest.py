@@ -8,6 +8,20 @@ from worker_support import pid_gone
 from napari_unet_studio.worker import WorkerClient
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_warm_up():
+    """Workers in these tests skip the warm-up training (one test turns it back on)."""
+    import os
+
+    before = os.environ.get("NAPARI_UNET_STUDIO_WORKER_WARMUP")
+    os.environ["NAPARI_UNET_STUDIO_WORKER_WARMUP"] = "0"
+    yield
+    if before is None:
+        os.environ.pop("NAPARI_UNET_STUDIO_WORKER_WARMUP", None)
+    else:
+        os.environ["NAPARI_UNET_STUDIO_WORKER_WARMUP"] = before
+
+
 def _end(client: WorkerClient) -> None:
     pid = client.pid
     client.shutdown()

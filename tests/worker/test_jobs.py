@@ -51,7 +51,7 @@ def test_train_progress_and_model(client):
     progress = [p for k, p in events if k == "progress"]
     assert [p["step"] for p in progress if not p["done"]] == [1, 2, 3, 4, 5]
     for key in ("step", "total_steps", "loss", "elapsed", "eta", "device", "paused", "lr",
-                "done"):
+                "done", "message", "threads"):
         assert key in progress[0]
     assert progress[-1]["done"] and progress[0]["total_steps"] == 5
     ref = events[-1][1]

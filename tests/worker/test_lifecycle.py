@@ -200,7 +200,8 @@ def test_worker_exits_when_its_parent_is_killed(where, tmp_path):
             parent.wait()
 
 
-def test_info_arrives_without_a_job():
+def test_info_arrives_without_a_job_then_the_worker_warms_up(monkeypatch):
+    monkeypatch.setenv("NAPARI_UNET_STUDIO_WORKER_WARMUP", "1")
     client = WorkerClient(threads=1)
     try:
         client.start()
@@ -208,6 +209,11 @@ def test_info_arrives_without_a_job():
         assert client.alive
         info = wait_info(client)
         assert info["pid"] == client.pid
+        end = time.monotonic() + 60
+        while not client.info()["warm"] and time.monotonic() < end:
+            time.sleep(0.05)
+        assert client.info()["warm"]
+        assert "Traceback" not in client.session_dir.joinpath("worker-1.log").read_text()
     finally:
         pid = client.pid
         client.shutdown()

@@ -39,6 +39,8 @@ SAVE_FIRST_S = _env_seconds("NAPARI_UNET_STUDIO_BEST_SAVE_FIRST", 5.0)
 SAVE_EVERY_S = _env_seconds("NAPARI_UNET_STUDIO_BEST_SAVE_EVERY", 20.0)
 PAINT_HOLD_S = 2.0  # "the user is painting" lasts this long after a labels update
 TUNING_ENV = "NAPARI_UNET_STUDIO_THREAD_TUNING"  # "0": keep the engine's thread count
+WARMUP_ENV = "NAPARI_UNET_STUDIO_WORKER_WARMUP"  # "0": no warm-up training at start
+WARMUP_WAIT_S = 30.0  # a job waits at most this long for the warm-up to end
 
 
 def tuning_wanted(threads: int | None, paint_threads: int | None) -> bool:
@@ -95,6 +97,9 @@ class Server:
         self.tasks: dict[int, Task] = {}
         self.owned: dict[str, SharedArray] = {}  # result blocks the parent has not taken yet
         self._models: dict[str, tuple[float, Any]] = {}
+        self.warm = threading.Event()
+        self.info: dict[str, Any] = {}
+        self.preferred_threads: int | None = None  # what the last training tuner chose
 
     # ----------------------------------------------------------------- plumbing
     def send(self, msg: tuple) -> None:
@@ -150,12 +155,47 @@ class Server:
             "pretrained": pretrained,
             "pid": os.getpid(),
             "threads": int(torch.get_num_threads()),
+            "warm": False,
         }
 
     # ----------------------------------------------------------------- loop
+    def warm_up(self) -> None:
+        """Two training steps and a preview on noise, so the user's first step is fast.
+
+        A fresh process spends about 2 s in its first training step (kernel set-up, memory
+        first touched); paid here while the user is still painting, the first overlay
+        after Train comes that much sooner. Runs on one thread, like the first steps of a
+        real job (see :class:`~napari_unet_studio.worker.tuning.ThreadTuner`).
+        """
+        try:
+            if os.environ.get(WARMUP_ENV, "1").strip() == "0":
+                return
+            from ..core.config import TrainConfig
+            from ..core.train import Trainer
+
+            rng = np.random.default_rng(0)
+            image = rng.random((160, 160), dtype=np.float32)
+            labels = np.zeros((160, 160), np.uint8)
+            labels[:40], labels[-40:] = 1, 2
+            tc = TrainConfig(steps=2, device="cpu", start="scratch") if hasattr(
+                TrainConfig, "start") else TrainConfig(steps=2, device="cpu")
+            trainer = Trainer([(image, labels)], None, tc,
+                              threads=self.threads or 1)
+            for _ in trainer.run():
+                pass
+            trainer.preview(rng.random((256, 256), dtype=np.float32))
+        except Exception:  # noqa: BLE001 - a failed warm-up only costs time later
+            traceback.print_exc()
+        finally:
+            self.warm.set()
+            self.info = {**self.info, "warm": True}
+            self.send(("hello", self.info))
+
     def serve(self) -> None:
         """Answer messages until the parent says shutdown or goes away."""
-        self.send(("hello", self.hello()))
+        self.info = self.hello()
+        self.send(("hello", self.info))
+        threading.Thread(target=self.warm_up, daemon=True, name="warm-up").start()
         while True:
             try:
                 msg = self.conn.recv()
@@ -258,6 +298,7 @@ class PredictTask(Task):
         self.blocks: list[Any] = []
 
     def work(self) -> dict[str, Any]:
+        self.server.warm.wait(WARMUP_WAIT_S)
         from ..core.config import TileConfig
         from ..core.device import resolve_device
         from ..core.infer import iter_predict
@@ -270,7 +311,7 @@ class PredictTask(Task):
         device = spec.get("device") or "auto"
         gen = iter_predict(model, image, tile=tile, probabilities=bool(spec.get("probabilities")),
                            device=device, slices=spec.get("slices"), stop=self.cancel,
-                           threads=self.server.threads)
+                           threads=self.server.threads or self.server.preferred_threads)
         last = 0.0
         while True:
             try:
@@ -365,6 +406,7 @@ class TrainTask(Task):
 
     # --------------------------------------------------------------- work
     def work(self) -> ModelRef:
+        self.server.warm.wait(WARMUP_WAIT_S)
         import torch
 
         from ..core.config import ModelConfig, TrainConfig
@@ -374,10 +416,16 @@ class TrainTask(Task):
         mc = ModelConfig.from_dict(spec["model_config"]) if spec.get("model_config") else None
         tc = TrainConfig.from_dict(spec["train_config"]) if spec.get("train_config") else None
         init = self.server.load(spec["init"].path) if spec.get("init") else None
+        tuner = None
+        threads = self.server.threads
+        if tuning_wanted(threads, self.server.paint_threads):
+            from ..core.device import prepare_runtime
+
+            tuner = ThreadTuner(int(prepare_runtime(None)["threads"]))
+            threads = tuner.current if tuner.enabled else None
         trainer = Trainer(self.pairs(), mc, tc, init=init,
                           reinit_head=bool(spec.get("reinit_head")),
-                          class_names=spec.get("class_names") or None,
-                          threads=self.server.threads)
+                          class_names=spec.get("class_names") or None, threads=threads)
         with self._lock:
             self.trainer = trainer
             if self.stop_requested:
@@ -390,7 +438,6 @@ class TrainTask(Task):
         live, interval = bool(spec.get("live", True)), float(spec.get("preview_interval", 4.0))
         next_preview = time.monotonic()
         seen_best, save_at, base_threads = None, None, None
-        tuner: ThreadTuner | None = None
         while True:
             t_step, pauses = time.perf_counter(), self.pauses
             try:
@@ -399,7 +446,7 @@ class TrainTask(Task):
                 model = fin.value
                 break
             now = time.monotonic()
-            if tuner is not None and pauses == self.pauses and not p.done:
+            if tuner is not None and tuner.enabled and pauses == self.pauses and not p.done:
                 target = tuner.observe(time.perf_counter() - t_step)
                 if target != torch.get_num_threads():
                     torch.set_num_threads(target)
@@ -412,8 +459,6 @@ class TrainTask(Task):
                 continue
             if base_threads is None:
                 base_threads = torch.get_num_threads()
-                if tuning_wanted(self.server.threads, self.server.paint_threads):
-                    tuner = ThreadTuner(base_threads)
             self._paint_threads(base_threads, now)
             if save_at is None:
                 save_at = now + SAVE_FIRST_S
@@ -429,7 +474,9 @@ class TrainTask(Task):
                 next_preview = time.monotonic() + max(interval, 3.0 * took)
                 if prediction is not None:
                     self.event(PREVIEW, (source[0], pack(prediction, self.server.owned)))
-        if base_threads is not None and torch.get_num_threads() != base_threads:
+        if tuner is not None and tuner.enabled:
+            self.server.preferred_threads = tuner.best  # for the final preview, predict
+        elif base_threads is not None and torch.get_num_threads() != base_threads:
             torch.set_num_threads(base_threads)
         source = self.preview_source
         if live and source is not None and not self.cancel.is_set():
@@ -455,7 +502,7 @@ class TrainTask(Task):
         from ..core.infer import iter_predict
 
         gen = iter_predict(model, plane, device=str(device), stop=self.cancel,
-                           threads=self.server.threads)
+                           threads=self.server.threads or self.server.preferred_threads)
         while True:
             try:
                 next(gen)

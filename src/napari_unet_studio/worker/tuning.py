@@ -56,6 +56,11 @@ class ThreadTuner:
         """False with a single candidate (one core, or one thread asked for)."""
         return len(self.candidates) > 1
 
+    @property
+    def best(self) -> int:
+        """The count with the lowest measured median so far (``current`` before any)."""
+        return min(self.medians, key=self.medians.__getitem__) if self.medians else self.current
+
     def observe(self, seconds: float) -> int:
         """Record one step's time; returns the thread count for the next step."""
         if not self.enabled:
