@@ -199,8 +199,10 @@ class DockDriver:
         return getattr(self.widget, "client", None)
 
     def warm(self) -> bool:
+        """The worker answered and finished its warm-up (a user paints meanwhile)."""
         client = self.client()
-        return client is None or client.info() is not None
+        info = client.info() if client is not None else {}
+        return info is not None and info.get("warm", True)
 
     def press_train(self) -> None:
         self.widget.train_panel.train_button.click()
@@ -270,7 +272,8 @@ class ClientDriver:
         self.timer.timeout.connect(self.poll)
 
     def warm(self) -> bool:
-        return self.client.info() is not None
+        info = self.client.info()
+        return info is not None and info.get("warm", True)
 
     def on_paint(self, region: tuple[slice, ...]) -> None:
         if self.job is not None:

@@ -38,6 +38,17 @@ def test_info(client):
     assert info["pid"] == client.pid
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal")
+def test_ctrl_c_is_for_the_parent(client):
+    import os
+    import signal
+
+    wait_info(client)
+    os.kill(client.pid, signal.SIGINT)  # what the terminal sends the process group
+    time.sleep(0.5)
+    assert client.alive
+
+
 def test_train_progress_and_model(client):
     from napari_unet_studio.core.checkpoint import load_model
 

@@ -59,6 +59,12 @@ def main() -> int:
         print("napari-unet-studio worker: no start-up settings on stdin", file=sys.stderr)
         return 2
     cfg = json.loads(line)
+    try:  # Ctrl-C in the terminal or an interrupted Jupyter cell is meant for the parent
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError, AttributeError):
+        pass
     _lower_priority(int(cfg.get("nice") or 0))
     _die_with_parent(int(cfg["parent_pid"]), bool(cfg.get("pdeathsig")))
     from multiprocessing.connection import Listener
