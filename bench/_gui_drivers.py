@@ -235,6 +235,8 @@ class DockDriver:
         return dict(ref.config) if isinstance(ref.config, dict) else ref.config.to_dict()
 
     def close(self) -> None:
+        if hasattr(self.widget, "shutdown"):  # gui/dock.py: ends the worker
+            self.widget.shutdown()
         try:
             self.viewer.window.remove_dock_widget(self.widget)
         except Exception:  # noqa: BLE001 - older napari: the dock wrapper

@@ -21,9 +21,16 @@ overlay), "paint" = the following ``--window`` s. Goal (issue 12): per window, p
 <= 1.3 x floor p99 + 5 ms and longest gap <= 1.5 x floor longest; first overlay <= 3 s;
 GUI steps/min >= 90 % of the CLI's; dock opening <= 0.5 s; Stop <= 1 s.
 
-Run: ``flock /tmp/bench.lock xvfb-run -a python bench/gui_latency.py`` (about 5 min;
-``--dock client`` drives the worker client directly instead of the dock). Writes
-``bench/results/gui_latency[_TAG].json``.
+Run: ``flock /tmp/bench.lock xvfb-run -a python bench/gui_latency.py`` (about 5 min, plus
+85 s per variant; ``--dock client`` drives the worker client directly instead of the
+dock). The thread-based dock of before the worker process is measured with the same
+script by putting that version's package first on the path::
+
+    git archive 85bf5f2 src | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before/src xvfb-run -a python bench/gui_latency.py --cli-seconds 0 \
+        --tag before-threads
+
+Writes ``bench/results/gui_latency[_TAG].json``.
 """
 
 from __future__ import annotations
@@ -101,7 +108,7 @@ def measure_training(driver: Any, painter: Any, paint_layer: Any, heart: list[fl
 
 
 def cli_speed(image: np.ndarray, labels: np.ndarray, tc: dict, config: dict,
-              seconds: float) -> dict[str, Any]:
+              seconds: float, threads: str = "default") -> dict[str, Any]:
     """``unet-studio train`` for ``seconds`` with the dock's settings; steps per minute."""
     import tifffile
 
@@ -124,8 +131,11 @@ def cli_speed(image: np.ndarray, labels: np.ndarray, tc: dict, config: dict,
         start = tc.get("start")
         if start and "--start" in helptext:
             cmd += ["--start", str(start)]
+        env = dict(os.environ)
+        if threads != "default":
+            env["NAPARI_UNET_STUDIO_THREADS"] = threads
         t0 = time.perf_counter()
-        run = subprocess.run(cmd, capture_output=True, text=True)
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
         if run.returncode != 0:
             return {"error": run.stderr[-2000:], "cmd": " ".join(cmd)}
@@ -180,6 +190,8 @@ def main() -> None:
     p.add_argument("--no-floor", action="store_true")
     p.add_argument("--no-paint", action="store_true")
     p.add_argument("--cli-seconds", type=float, default=60.0, help="0: no CLI run")
+    p.add_argument("--cli-threads", nargs="*", default=["default", "1"],
+                   help="CLI runs: the engine's default thread count and/or N threads")
     p.add_argument("--tag", default="")
     p.add_argument("--trace-stalls", action="store_true",
                    help="sample the GUI thread's stack while it stalls (> 100 ms)")
@@ -218,7 +230,13 @@ def main() -> None:
     image, scribbles = viewer.layers["nuclei"], viewer.layers["scribbles"]
     truth = nuclei_data()[2]
     painter = Painter(truth)
+    import napari_unet_studio
+
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
     res: dict[str, Any] = {"args": vars(args), "loadavg_before": load_before,
+                           "package": str(Path(napari_unet_studio.__file__).parent),
+                           "bench_commit": commit,
                            "viewer_s": round(t_viewer - t_start, 2)}
     interval = 4.0
     floor: dict[str, Any] = {}
@@ -262,14 +280,17 @@ def main() -> None:
     res["torch_imported_by"] = watch.stack
     timer.stop()
     base = runs["default"]
-    cli = None
+    clis: dict[str, Any] = {}
     if args.cli_seconds > 0 and base.get("train_config"):
-        cli = cli_speed(np.asarray(image.data), np.asarray(scribbles.data),
-                        base["train_config"], base.get("_config", {}), args.cli_seconds)
+        for threads in args.cli_threads:
+            clis[threads] = cli_speed(np.asarray(image.data), np.asarray(scribbles.data),
+                                      base["train_config"], base.get("_config", {}),
+                                      args.cli_seconds, threads)
+    cli = clis.get("default") or next(iter(clis.values()), None)
     for run in runs.values():
         run.pop("_config", None)
         run["goals"] = goals(floor, run, cli, dock_open)
-    res.update(runs=runs, cli=cli, loadavg_after=os.getloadavg())
+    res.update(runs=runs, cli=clis, loadavg_after=os.getloadavg())
     if stacks:
         top = sorted(stacks.items(), key=lambda kv: -kv[1])[:12]
         res["stall_stacks_20ms_samples"] = [{"samples": n, "stack": k} for k, n in top]
@@ -308,8 +329,8 @@ def report(res: dict) -> None:
               f"({run['steps_per_min']}/min), {run['strokes']} strokes, "
               f"{run['labels_pushes']} label pushes, warm {run.get('warm_s')} s")
         print(f"  goals: {run['goals']}")
-    if res.get("cli"):
-        print(f"CLI: {res['cli']}")
+    for threads, cli in (res.get("cli") or {}).items():
+        print(f"CLI ({threads} threads): {cli}")
     for item in res.get("stall_stacks_20ms_samples", []):
         print(f"  stalled {20 * item['samples']:5d} ms in: {item['stack']}")
 

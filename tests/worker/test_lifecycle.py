@@ -153,11 +153,14 @@ client.shutdown()
 """
 
 
-def test_script_without_main_guard_runs_once(tmp_path):
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_script_without_main_guard_runs_once(how, tmp_path):
+    """A user's script without a guard, or code typed into a REPL / notebook (stdin)."""
     script = tmp_path / "no_guard.py"
     script.write_text(SCRIPT)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+    cmd = [sys.executable, str(script)] if how == "file" else [sys.executable, "-"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         input=SCRIPT if how == "stdin" else None)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("script body ran") == 1, out.stdout
     assert "result done 3" in out.stdout, out.stdout + out.stderr
