@@ -9,12 +9,16 @@ seed the same strokes go to
 * ``forest``: ``multiscale_basic_features`` + ``RandomForestClassifier(50 trees, depth
   10)`` (bench/_common.py's baseline; several training images are pooled);
 * ``scratch`` / ``pretrained`` (``--start``): the product's U-Net via
-  ``napari_unet_studio.train(..., threads=2)`` with ``TrainConfig(start=...)``, then
-  ``napari_unet_studio.predict``.
+  ``napari_unet_studio.train(..., threads=--threads)`` with ``TrainConfig(start=...)``,
+  then ``napari_unet_studio.predict``.
 
-Budget: ``--steps 150`` (default; load independent) or ``--seconds S`` (wall clock,
-``time_limit=S``; run under ``flock /tmp/bench.lock`` on a quiet machine). The machine's
-float32 matmul peak (torch, 2 threads) and the load average are recorded.
+Budget: ``--steps 150`` (default; load independent; 150 steps is what 45 s buys on a
+2-core machine with a float32 matmul peak of 115 GFLOP/s) or ``--seconds S`` (wall clock,
+``time_limit=S``; run with ``--threads 2`` under ``flock /tmp/bench.lock`` on a quiet
+machine). Fixed-step runs train on one thread by default: on a loaded 2-core machine two
+torch threads spin and run several times slower, and the step count fixes the result.
+The machine's float32 matmul peak (torch, 1 and 2 threads) and the load average are
+recorded.
 
 Scores against the full truth: mean IoU over classes (``miou``), nucleus IoU (``fg``) for
 nuclei cases, boundary F1; averaged over the evaluation images of a case. Goals checked
@@ -27,7 +31,8 @@ Run::
     .venv/bin/python bench/realistic.py --quick --start scratch pretrained   # ~2 min
     nice -n 19 .venv/bin/python bench/realistic.py --decoders nearest bilinear unpool \\
         transposed pixelshuffle --start pretrained --cases voc bbbc-inductive --seeds 0
-    flock /tmp/bench.lock .venv/bin/python bench/realistic.py --seconds 45 --main
+    flock /tmp/bench.lock .venv/bin/python bench/realistic.py --seconds 45 --main \\
+        --threads 2 --start scratch pretrained
 
 Writes ``bench/results/realistic_<budget>[_decoders].json`` (``--out`` to change).
 """
@@ -220,6 +225,24 @@ CASE_FG = {k: c.foreground for k, c in rc.CASES.items()}
 CASE_GAP = {k: c.gap for k, c in rc.CASES.items()}
 
 
+def report(paths: list[Path]) -> int:
+    """Markdown tables from result files: machine line, then every case and seed."""
+    rows: list[dict] = []
+    methods: list[str] = []
+    for path in paths:
+        res = json.loads(path.read_text())
+        m = res["machine"]
+        print(f"- `{path.name}`: {res['command']} -- {m['date']}, {m['cpu']}, {m['cores']} "
+              f"cores, float32 matmul {m['matmul_gflops_2threads']} GFLOP/s (2 threads), "
+              f"load {m['loadavg_start']} -> {m.get('loadavg_end')}, budget {res['budget']}")
+        rows += res["rows"]
+        methods += [x for x in res["methods"] if x not in methods]
+    methods.sort(key=lambda x: x != "forest")
+    print()
+    print(table(rows, methods, markdown=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description="U-Net vs random forest, realistic cases")
@@ -233,12 +256,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, help="wall-clock budget instead of steps")
     ap.add_argument("--decoders", nargs="+", help="decoder study: every decoder per start")
     ap.add_argument("--no-forest", action="store_true")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for training and prediction (1: fixed-step runs on a "
+                    "loaded machine, where 2 threads spin; 2 for --seconds)")
     ap.add_argument("--quick", action="store_true",
                     help=f"{' + '.join(rc.QUICK_CASES)}, seed 0, 60 steps")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--markdown", action="store_true", help="also print markdown tables")
+    ap.add_argument("--report", nargs="+", type=Path,
+                    help="print the tables of these result files (rows merged) and exit")
     args = ap.parse_args(argv)
+    if args.report:
+        return report(args.report)
     if args.seconds is not None:
         args.steps = None
     if args.quick:
@@ -257,13 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     from _common import machine_description
 
     machine = machine_description()
-    machine["matmul_gflops_2threads"] = matmul_peak(args.threads)
+    machine["matmul_gflops_2threads"] = matmul_peak(2)
+    machine["matmul_gflops_1thread"] = matmul_peak(1)
     machine["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     print(f"{machine['date']}  {machine['cpu']}  {machine['cores']} cores  float32 matmul "
-          f"{machine['matmul_gflops_2threads']} GFLOP/s ({args.threads} threads)  load "
+          f"{machine['matmul_gflops_2threads']} GFLOP/s (2 threads)  training threads "
+          f"{args.threads}  load "
           f"{machine['loadavg_start']}  budget {budget}", flush=True)
     result: dict[str, Any] = {
         "machine": machine, "budget": budget, "methods": methods, "seeds": args.seeds,
+        "threads": args.threads,
         "command": "python bench/realistic.py " + " ".join(argv or sys.argv[1:]),
         "cases": {k: rc.CASES[k].about for k in cases}, "rows": [],
     }
