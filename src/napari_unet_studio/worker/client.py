@@ -16,6 +16,7 @@ import collections
 import itertools
 import json
 import os
+import queue
 import shlex
 import shutil
 import subprocess
@@ -191,7 +192,7 @@ class WorkerClient:
         self._proc: subprocess.Popen | None = None
         self._conn: Any = None
         self._state = "idle"  # idle | starting | ready
-        self._pending: list[tuple] = []
+        self._outbox: queue.SimpleQueue | None = None  # sent by a thread: never blocks
         self._generation = 0
         self._info: dict | None = None
         self._session: Path | None = None
@@ -257,12 +258,19 @@ class WorkerClient:
             self._fail_jobs("start-failed", start_failed_message(detail), detail)
             return
         self._proc, self._state, self._info = proc, "starting", None
-        threading.Thread(target=self._run_connection, args=(proc, gen, settings, authkey),
+        self._outbox = outbox = queue.SimpleQueue()
+        threading.Thread(target=self._run_connection,
+                         args=(proc, gen, settings, authkey, outbox),
                          daemon=True, name="unet-studio-worker-reader").start()
 
     def _run_connection(self, proc: subprocess.Popen, gen: int, settings: dict,
-                        authkey: bytes) -> None:
-        """Starter, then reader thread of one worker process."""
+                        authkey: bytes, outbox: queue.SimpleQueue) -> None:
+        """Starter, then reader thread of one worker process.
+
+        It never sends: a reader blocked on a full socket while the worker blocks on
+        sending to it would deadlock both. A sender thread empties ``outbox`` instead,
+        so the GUI thread never waits for the socket either.
+        """
         timer = threading.Timer(self.start_timeout, lambda: proc.poll() is None and proc.kill())
         timer.daemon = True
         timer.start()
@@ -290,12 +298,8 @@ class WorkerClient:
                 conn.close()
                 return
             self._conn, self._state = conn, "ready"
-            pending, self._pending = self._pending, []
-            try:
-                for msg in pending:
-                    conn.send(msg)
-            except OSError:
-                pass
+        threading.Thread(target=_sender, args=(conn, outbox), daemon=True,
+                         name="unet-studio-worker-sender").start()
         while True:
             try:
                 msg = conn.recv()
@@ -307,6 +311,7 @@ class WorkerClient:
                 self._handle(msg)
             except Exception:  # noqa: BLE001 - the reader must survive a bad message
                 continue
+        outbox.put(None)
         conn.close()
         self._died(proc, gen)
 
@@ -326,7 +331,7 @@ class WorkerClient:
         with self._lock:
             if gen != self._generation:
                 return
-            self._proc, self._state, self._conn, self._pending = None, "idle", None, []
+            self._proc, self._state, self._conn, self._outbox = None, "idle", None, None
             self._fail_jobs("start-failed", start_failed_message(self._log_tail() or str(exc)),
                             detail)
 
@@ -339,7 +344,7 @@ class WorkerClient:
         with self._lock:
             if gen != self._generation:  # a deliberate shutdown
                 return
-            self._proc, self._state, self._conn = None, "idle", None
+            self._proc, self._state, self._conn, self._outbox = None, "idle", None, None
             detail = f"exit code {code}\n{self._log_tail()}"
             if self._info is None:  # it never said hello: e.g. torch failed to import
                 self._fail_jobs("start-failed", start_failed_message(self._log_tail()), detail)
@@ -355,17 +360,17 @@ class WorkerClient:
         """End the worker (within ``timeout`` s), its jobs and the session folder."""
         with self._lock:
             self._generation += 1
-            proc, conn, state = self._proc, self._conn, self._state
-            self._proc, self._conn, self._state, self._pending = None, None, "idle", []
+            proc, outbox, state = self._proc, self._outbox, self._state
+            self._proc, self._conn, self._state, self._outbox = None, None, "idle", None
             self._fail_jobs("error", "The job was cancelled because the training engine "
                             "was closed.", "shutdown")
+        if outbox is not None:
+            outbox.put(("shutdown",))
+            outbox.put(None)
         if proc is not None:
-            if conn is not None and state == "ready":
-                try:
-                    conn.send(("shutdown",))
-                except OSError:
-                    pass
             try:
+                if state != "ready":  # not connected: nothing to say goodbye to
+                    raise subprocess.TimeoutExpired(self.command, 0)
                 proc.wait(timeout=max(0.1, timeout * 0.5))
             except subprocess.TimeoutExpired:
                 proc.kill()
@@ -379,14 +384,10 @@ class WorkerClient:
 
     # ------------------------------------------------------------------ messages
     def _send(self, msg: tuple) -> None:
+        """Queue a message for the worker (sent once it is connected; never blocks)."""
         with self._lock:
-            if self._state == "starting":
-                self._pending.append(msg)
-            elif self._state == "ready" and self._conn is not None:
-                try:
-                    self._conn.send(msg)
-                except OSError:  # dead: the reader thread reports it
-                    pass
+            if self._outbox is not None:
+                self._outbox.put(msg)
 
     def _handle(self, msg: tuple) -> None:
         op = msg[0]
@@ -482,3 +483,15 @@ class WorkerClient:
         """Write ``model`` to ``path`` (atomically); done payload: the path."""
         job = self._new_job("save")
         return self._submit(job, ("save", job.id, model, str(path)))
+
+
+def _sender(conn: Any, outbox: queue.SimpleQueue) -> None:
+    """Send queued messages until ``None`` or the connection breaks."""
+    while True:
+        msg = outbox.get()
+        if msg is None:
+            return
+        try:
+            conn.send(msg)
+        except (OSError, ValueError):  # dead or closed: the reader reports it
+            return
