@@ -196,6 +196,7 @@ def test_a_worker_that_fails_to_start(qtbot, monkeypatch):
 
 
 SCRIPT = """
+import numpy as np
 import napari
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication

@@ -8,8 +8,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from rel_helpers import Evil, EvilSystem, tiny_trained_model
-from widget_support import Notes, docked_studio, record_notifications, shut_down, tiny_settings
+from rel_helpers import Evil, EvilSystem, tiny_trained_model, tiny_widget_settings
+from widget_support import Notes, docked_studio, record_notifications, shut_down
 
 
 @pytest.fixture(autouse=True)
@@ -28,11 +28,6 @@ def reliability_one_thread(monkeypatch):
 def notes(monkeypatch) -> Notes:
     """Record napari notifications (the widget and the reader call ``show_*`` at call time)."""
     return record_notifications(monkeypatch)
-
-
-def tiny_widget_settings(widget, steps: int = 2) -> None:
-    """A tiny network and few steps: a training run takes about a second."""
-    tiny_settings(widget, steps, batch_size=2, tile=32)
 
 
 @pytest.fixture
@@ -143,28 +138,12 @@ def evil_files(tmp_path):
     return marker, files
 
 
-def reset_widget(viewer, widget, rec: Notes) -> None:
-    """Back to a fresh-looking session: no layers, no model, default choices."""
-    from napari_unet_studio.gui.data import DEFAULT_CLASS_NAMES
-
-    widget.use_model(None)
-    widget.train_panel.continue_box.setChecked(False)
-    widget.predict_panel.update_box.setChecked(False)
-    widget.predict_panel.confidence_box.setChecked(False)
-    viewer.layers.clear()
-    widget.data_panel.set_class_names(list(DEFAULT_CLASS_NAMES))
-    tiny_widget_settings(widget)
-    rec.errors.clear()
-    rec.warnings.clear()
-    rec.infos.clear()
-
-
 @pytest.fixture(scope="module")
 def shared_studio(qapp):
     """One viewer + docked widget for a whole module (a long session of bad inputs).
 
     Creating a viewer costs about 2 s on two busy cores, and a worker process 2-4 s;
-    the matrix tests reuse this one (and its worker) and :func:`reset_widget` between
+    the matrix tests reuse this one (and its worker) and `rel_helpers.reset_widget` between
     tests, which also shows that one dock survives dozens of failures in a row. Yields
     ``(viewer, widget, notes)``.
     """

@@ -151,3 +151,26 @@ def wait_idle(qtbot: Any, widget: Any, timeout: int = 30000) -> None:
     from widget_support import wait_idle as wait
 
     wait(qtbot, widget, timeout)
+
+
+def tiny_widget_settings(widget: Any, steps: int = 2) -> None:
+    """A tiny network and few steps: a training run takes about a second."""
+    from widget_support import tiny_settings
+
+    tiny_settings(widget, steps, batch_size=2, tile=32)
+
+
+def reset_widget(viewer: Any, widget: Any, rec: Any) -> None:
+    """Back to a fresh-looking session: no layers, no model, default choices."""
+    from napari_unet_studio.gui.data import DEFAULT_CLASS_NAMES
+
+    widget.use_model(None)
+    widget.train_panel.continue_box.setChecked(False)
+    widget.predict_panel.update_box.setChecked(False)
+    widget.predict_panel.confidence_box.setChecked(False)
+    viewer.layers.clear()
+    widget.data_panel.set_class_names(list(DEFAULT_CLASS_NAMES))
+    tiny_widget_settings(widget)
+    rec.errors.clear()
+    rec.warnings.clear()
+    rec.infos.clear()

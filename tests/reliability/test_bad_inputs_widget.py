@@ -23,7 +23,7 @@ from rel_helpers import (
 @pytest.fixture
 def studio(shared_studio, qtbot):
     """The module's shared viewer and widget, reset to a fresh state for each test."""
-    from conftest import reset_widget
+    from rel_helpers import reset_widget
 
     viewer, widget, rec = shared_studio
     wait_idle(qtbot, widget)

@@ -138,7 +138,7 @@ def test_nan_loss_skips_the_step_and_keeps_training(monkeypatch):
 # ------------------------------------------------------------------------------ widget
 @pytest.fixture
 def studio(shared_studio, qtbot):
-    from conftest import reset_widget
+    from rel_helpers import reset_widget
 
     viewer, widget, rec = shared_studio
     wait_idle(qtbot, widget)
@@ -252,7 +252,7 @@ def test_closing_the_viewer_mid_job_ends_the_worker(qtbot, notes, job, tmp_path)
     """Closing napari during any job ends the worker process within 2 s and leaves no
     thread of ours running in napari."""
     import napari
-    from conftest import tiny_widget_settings
+    from rel_helpers import tiny_widget_settings
     from widget_support import pid_gone, wait_for_worker_info
 
     from napari_unet_studio.gui.dock import UNetStudioWidget
