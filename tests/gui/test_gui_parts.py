@@ -58,15 +58,17 @@ def test_drain_turns_a_failing_poll_into_one_error(qtbot):
 
 
 def test_drain_survives_a_failing_handler(qtbot):
-    job = ScriptedJob([[("progress", 1), ("done", 2)]])
-    done = []
+    job = ScriptedJob([[("progress", 1), ("preview", 2), ("done", 3)]])
+    done, bugs = [], []
 
     def broken(_):
         raise ValueError("bug")
 
-    drain = JobDrain(job, {"progress": broken, "done": done.append}, interval_ms=5)
+    drain = JobDrain(job, {"progress": broken, "preview": broken, "done": done.append},
+                     interval_ms=5, on_bug=lambda kind, exc: bugs.append((kind, str(exc))))
     qtbot.waitUntil(lambda: drain.done, timeout=2000)
-    assert done == [2]
+    assert done == [3]
+    assert bugs == [("preview", "bug")]  # a failed progress update is not worth a message
 
 
 def test_regions_of_history_atoms():

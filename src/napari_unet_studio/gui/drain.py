@@ -54,6 +54,9 @@ class JobDrain(QObject):
         Kinds of which only the newest event of each poll is delivered.
     parent : QObject, optional
         The panel the events update: when Qt deletes it, polling ends with it.
+    on_bug : callable, optional
+        ``on_bug(kind, exception)`` when a handler raised (a bug of ours): the drain
+        goes on with the next event, and the user can be told.
     """
 
     def __init__(
@@ -65,12 +68,14 @@ class JobDrain(QObject):
         interval_ms: int = 40,
         latest_only: Iterable[str] = ("preview",),
         parent: QObject | None = None,
+        on_bug: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         super().__init__(parent)
         self.job = job
         self._handlers = dict(handlers)
         self._on_finished = on_finished
         self._latest_only = frozenset(latest_only)
+        self._on_bug = on_bug
         self.done = False
         self.events_seen = 0
         self.timer = QTimer(self)
@@ -106,8 +111,10 @@ class JobDrain(QObject):
                 continue
             try:
                 handler(payload)
-            except Exception:  # noqa: BLE001 - one bad event must not stop the drain
+            except Exception as exc:  # noqa: BLE001 - one bad event must not stop the drain
                 log.exception("handling a %r event failed", kind)
+                if self._on_bug is not None and kind != "progress":
+                    self._on_bug(kind, exc)
 
     def _finish(self) -> None:
         if self.done:

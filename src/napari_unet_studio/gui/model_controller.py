@@ -51,7 +51,7 @@ class ModelFilesController:
     def _watch(self, job: Any, on_done: Any, on_error: Any) -> None:
         drain = JobDrain(job, {"done": on_done, "error": on_error},
                          on_finished=lambda: self._forget(drain), interval_ms=30,
-                         parent=self.panel)
+                         parent=self.panel, on_bug=self.notifier.bug)
         self.drains.append(drain)
 
     def _forget(self, drain: JobDrain) -> None:

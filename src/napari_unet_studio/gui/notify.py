@@ -95,6 +95,13 @@ class Notifier:
         """An information notification."""
         notify_info(message)
 
+    def bug(self, kind: str, exc: BaseException) -> None:
+        """A handler of ours failed on a worker event: say so, in plain words."""
+        notify_error(
+            f"U-Net Studio could not show a result of the training engine ({kind}: "
+            f"{type(exc).__name__}: {exc}). Your layers are untouched; please report this."
+        )
+
     def worker_error(self, error: Any, suffix: str = "") -> None:
         """Show a ``WorkerError`` (``kind``, ``message``, ``detail``) in plain words."""
         detail = getattr(error, "detail", "")

@@ -103,6 +103,7 @@ class PredictController:
             on_finished=self._finished,
             parent=self.panel,
             latest_only=("progress",),
+            on_bug=self.notifier.bug,
         )
 
     def cancel(self) -> None:

@@ -116,6 +116,7 @@ class TrainController:
              "done": self._on_done, "error": self._on_error},
             on_finished=self._finished,
             parent=self.panel,
+            on_bug=self.notifier.bug,
         )
 
     def _job_arguments(self) -> dict[str, Any]:
