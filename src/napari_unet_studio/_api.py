@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,35 @@ from .core.checkpoint import TrainedModel, save_model
 from .core.checkpoint import load_model as _load_model
 from .core.config import ModelConfig, TileConfig, TrainConfig
 
-__all__ = ["train", "predict", "load_model", "save_model"]
+__all__ = ["train", "train_config_from", "predict", "load_model", "save_model", "pretrained_info"]
+
+
+def train_config_from(train_config: TrainConfig | None = None, **fields: Any) -> TrainConfig:
+    """``train_config`` (or the defaults) with every field given (not ``None``) replaced.
+
+    The one place where the API and the CLI apply their overrides. ``steps`` and
+    ``time_limit`` go together: giving either sets both, so giving only ``time_limit``
+    trains until the time is up.
+
+    Raises
+    ------
+    ValueError
+        An unknown field name or an invalid value.
+    """
+    tc = train_config or TrainConfig()
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+    overrides = {k: v for k, v in fields.items() if v is not None}
+    if fields.get("steps") is not None or fields.get("time_limit") is not None:
+        overrides["steps"] = fields.get("steps")
+        overrides["time_limit"] = fields.get("time_limit")
+    if "seed" in overrides:
+        overrides["seed"] = int(overrides["seed"])
+    if "start" in overrides:
+        overrides["start"] = str(overrides["start"])
+    return dataclasses.replace(tc, **overrides) if overrides else tc
 
 
 def train(
@@ -32,15 +61,19 @@ def train(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     decoder: str | None = None,
+    arch: dict[str, Any] | None = None,
     steps: int | None = None,
     time_limit: float | None = None,
     seed: int | None = None,
     device: str | None = None,
+    start: str | os.PathLike | None = None,
     init: TrainedModel | str | os.PathLike | None = None,
     reinit_head: bool = False,
     class_names: Sequence[str] | None = None,
     progress: bool = False,
     threads: int | None = None,
+    keep_on_interrupt: bool = False,
+    **settings: Any,
 ) -> TrainedModel:
     """Train a U-Net on painted labels and return the trained model.
 
@@ -53,15 +86,22 @@ def train(
     model_config : ModelConfig, optional
         Architecture; default derived from the data (channels, classes).
     train_config : TrainConfig, optional
-        Training settings; ``steps``, ``time_limit``, ``seed`` and ``device`` below
-        override its fields when given.
+        Training settings; ``steps``, ``time_limit``, ``seed``, ``device``, ``start`` and
+        ``settings`` override its fields when given.
     decoder : str, optional
         Decoder name (see ``napari_unet_studio.list_decoders()``).
+    arch : dict, optional
+        Other :class:`ModelConfig` fields, e.g. ``{"depth": 2, "width": 8}`` (the
+        shipped pretrained weights fit the default depth and width only).
     steps, time_limit, seed, device
         Shortcuts for the matching :class:`TrainConfig` fields. Giving only
         ``time_limit`` trains until the time is up.
+    start : str or path, optional
+        ``"pretrained"`` (the default of :class:`TrainConfig`: the shipped starting
+        weights, see docs/pretraining.md), ``"scratch"`` (random weights) or the path of
+        a model file whose weights to start from.
     init : TrainedModel or path, optional
-        Continue training from this model.
+        Continue training from this model (overrides ``start``).
     reinit_head : bool
         With ``init``: train a new output layer (allows a different class count).
     class_names : sequence of str, optional
@@ -70,6 +110,11 @@ def train(
         Show a progress bar (tqdm) on stderr.
     threads : int, optional
         Torch CPU threads (default: all cores this process may use).
+    keep_on_interrupt : bool
+        On Ctrl+C after at least one step, return the best model so far (its record
+        says ``"interrupted": True``) instead of raising ``KeyboardInterrupt``.
+    **settings
+        Other :class:`TrainConfig` fields, e.g. ``lr=1e-3, patch_size=96``.
 
     Returns
     -------
@@ -78,29 +123,12 @@ def train(
     from .core.train import Trainer
 
     pairs = [(pairs_or_image, labels)] if labels is not None else list(pairs_or_image)
-    tc = train_config or TrainConfig()
-    overrides: dict[str, Any] = {}
-    if steps is not None or time_limit is not None:
-        overrides["steps"] = steps
-        overrides["time_limit"] = time_limit
-    if seed is not None:
-        overrides["seed"] = int(seed)
-    if device is not None:
-        overrides["device"] = device
-    if overrides:
-        tc = dataclasses.replace(tc, **overrides)
+    tc = train_config_from(train_config, steps=steps, time_limit=time_limit, seed=seed,
+                           device=device, start=start, **settings)
     if isinstance(init, (str, os.PathLike)):
         init = _load_model(init)
-    trainer = Trainer(
-        pairs,
-        model_config,
-        tc,
-        init=init,
-        reinit_head=reinit_head,
-        decoder=decoder,
-        class_names=class_names,
-        threads=threads,
-    )
+    trainer = Trainer(pairs, model_config, tc, init=init, reinit_head=reinit_head,
+                      decoder=decoder, arch=arch, class_names=class_names, threads=threads)
     bar = _bar(tc) if progress else None
     gen = trainer.run()
     try:
@@ -113,18 +141,24 @@ def train(
                 bar.update((p.step if tc.steps is not None else int(p.elapsed)) - bar.n)
                 bar.set_postfix(loss=f"{p.loss:.4f}", device=p.device, refresh=False)
                 if p.message:
-                    bar.write(p.message)
+                    bar.write(p.message, file=sys.stderr)
+    except KeyboardInterrupt:
+        if not keep_on_interrupt or trainer.steps_done == 0:
+            raise
+        model = trainer.result()
+        model.record["interrupted"] = True
+        return model
     finally:
         if bar is not None:
             bar.close()
 
 
 def _bar(tc: TrainConfig):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if tc.steps is not None:
-        return tqdm(total=tc.steps, unit="step", desc="training")
-    return tqdm(total=int(tc.time_limit or 0), unit="s", desc="training")
+        return tqdm(total=tc.steps, unit="step", desc="training", file=sys.stderr)
+    return tqdm(total=int(tc.time_limit or 0), unit="s", desc="training", file=sys.stderr)
 
 
 def predict(
@@ -137,6 +171,7 @@ def predict(
     slices: Any = None,
     threads: int | None = None,
     tta: int | None = None,
+    progress: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Predict class ids (1..K) for every pixel of ``image``.
 
@@ -159,27 +194,40 @@ def predict(
     tta : {1, 2, 4, 8}, optional
         Test-time augmentation (overrides ``tile.tta``): average over this many
         flips/rotations of every tile.
+    progress : bool
+        Show a progress bar of the tiles (tqdm) on stderr.
 
     Returns
     -------
     numpy.ndarray or (numpy.ndarray, numpy.ndarray)
         Labels, or ``(labels, probabilities)`` if ``probabilities=True``.
     """
-    from .core.infer import predict_image
+    from .core.infer import iter_predict
 
     if not isinstance(model, TrainedModel):
         model = _load_model(model)
     if tta is not None:
         tile = dataclasses.replace(tile or TileConfig(), tta=int(tta))
-    res = predict_image(
-        model,
-        image,
-        tile=tile,
-        probabilities=probabilities,
-        device=device,
-        slices=slices,
-        threads=threads,
-    )
+    gen = iter_predict(model, image, tile=tile, probabilities=probabilities, device=device,
+                       slices=slices, threads=threads)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="tile", desc="predicting", file=sys.stderr)
+    try:
+        while True:
+            try:
+                prog = next(gen)
+            except StopIteration as fin:
+                res = fin.value
+                break
+            if bar is not None:
+                bar.total = prog.total
+                bar.update(prog.done - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
     if probabilities:
         assert res.probabilities is not None
         return res.labels, res.probabilities
@@ -189,3 +237,10 @@ def predict(
 def load_model(path: str | os.PathLike) -> TrainedModel:
     """Load a model file safely (see :func:`napari_unet_studio.core.checkpoint.load_model`)."""
     return _load_model(path)
+
+
+def pretrained_info() -> str:
+    """Description of the shipped pretrained weights: architecture, decoders, provenance."""
+    from .core.pretrained import provenance_text
+
+    return provenance_text()

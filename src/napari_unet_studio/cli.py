@@ -42,12 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimiser steps (default 300, or unlimited with --time-limit)")
     t.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    t.add_argument("--from", dest="init", metavar="MODEL.pt", help="continue from this model")
+    t.add_argument("--start", metavar="pretrained|scratch|MODEL.pt",
+                   help="starting weights: 'pretrained' (default: the weights shipped with "
+                        "napari-unet-studio, see `unet-studio info --pretrained`), 'scratch' "
+                        "(random) or a model file to start from (new output layer if the "
+                        "classes differ)")
+    t.add_argument("--start-lr", type=float, metavar="LR",
+                   help="peak learning rate of the starting weights (default 3e-4; the new "
+                        "output layer uses --lr)")
+    t.add_argument("--from", dest="init", metavar="MODEL.pt",
+                   help="continue training this model (its settings and head are kept)")
     t.add_argument("--reinit-head", action="store_true",
                    help="with --from: train a new output layer (different classes)")
     t.add_argument("--patch-size", type=int, help="training patch edge in pixels (default 128)")
     t.add_argument("--batch-size", type=int, help="patches per step (default 4)")
-    t.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
+    t.add_argument("--lr", type=float,
+                   help="peak learning rate (default 3e-3; with a start: of the new output "
+                        "layer)")
     t.add_argument("--depth", type=int, help="U-Net depth (poolings, default 3)")
     t.add_argument("--width", type=int, help="channels of the first level (default 16)")
     t.add_argument("--no-augment", action="store_true",
@@ -71,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("decoders", help="list the available decoders")
-    i = sub.add_parser("info", help="describe a model file")
-    i.add_argument("model", metavar="MODEL.pt")
+    i = sub.add_parser("info", help="describe a model file (or the shipped pretrained weights)")
+    i.add_argument("model", metavar="MODEL.pt", nargs="?")
+    i.add_argument("--pretrained", action="store_true",
+                   help="describe the shipped pretrained weights and their provenance")
     return parser
 
 
@@ -91,10 +104,8 @@ def _read_tiff(path: str, lazy: bool = False) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .core.checkpoint import load_model
-    from .core.config import TrainConfig
+    from . import _api
     from .core.errors import DataError
-    from .core.train import Trainer
 
     if len(args.image) != len(args.labels):
         raise DataError(
@@ -102,115 +113,60 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "--labels after each --image."
         )
     pairs = [(_read_tiff(i), _read_tiff(lab)) for i, lab in zip(args.image, args.labels)]
-    fields: dict[str, Any] = {"device": args.device}
-    if args.steps is not None or args.time_limit is not None:
-        fields.update(steps=args.steps, time_limit=args.time_limit)
-    for name in ("seed", "patch_size", "batch_size", "lr", "cutmix"):
-        if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
+    settings = {name: getattr(args, name) for name in (
+        "device", "steps", "time_limit", "seed", "start", "start_lr", "patch_size",
+        "batch_size", "lr", "cutmix")}
     if args.no_augment:
-        fields["augment"] = False
-    tc = TrainConfig(**fields)
-    init = load_model(args.init) if args.init else None
-    arch = {k: getattr(args, k) for k in ("depth", "width") if getattr(args, k) is not None}
-    trainer = Trainer(pairs, None, tc, init=init, reinit_head=args.reinit_head,
-                      decoder=args.decoder, arch=arch or None)
+        settings["augment"] = False
+    tc = _api.train_config_from(None, **settings)  # invalid values end here, before reading
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise FileNotFoundError(f"The folder of --out does not exist: '{out.parent}'")
     if out.is_dir():  # found out before training, not after it (the work would be lost)
         raise ValueError(f"--out is a folder: '{out}'; give a file name such as model.pt")
-    bar = None if args.quiet else _train_bar(tc)
-    gen = trainer.run()
-    model = None
-    interrupted = False
-    try:
-        while True:
-            try:
-                prog = next(gen)
-            except StopIteration as fin:
-                model = fin.value
-                break
-            if bar is not None:
-                bar.update((prog.step if tc.steps is not None else int(prog.elapsed)) - bar.n)
-                bar.set_postfix(loss=f"{prog.loss:.4f}", refresh=False)
-                if prog.message:
-                    bar.write(prog.message, file=sys.stderr)
-    except KeyboardInterrupt:
-        if trainer._step == 0:  # noqa: SLF001 - nothing worth saving
-            raise
+    init = _api.load_model(args.init) if args.init else None
+    arch = {k: getattr(args, k) for k in ("depth", "width") if getattr(args, k) is not None}
+    model = _api.train(pairs, train_config=tc, init=init, reinit_head=args.reinit_head,
+                       decoder=args.decoder, arch=arch or None, progress=not args.quiet,
+                       keep_on_interrupt=True)
+    interrupted = bool(model.record.get("interrupted"))
+    if interrupted:
         print("Interrupted: saving the best model so far.", file=sys.stderr)
-        model = trainer.result()
-        interrupted = True
-    finally:
-        if bar is not None:
-            bar.close()
-    assert model is not None
     model.save(out)
     rec = model.record
-    print(
-        f"Saved {out} ({rec['steps']} steps, {rec['seconds']:.1f} s on {rec['device']}, "
-        f"best loss {rec['best_loss'] if rec['best_loss'] is None else round(rec['best_loss'], 4)})"
-    )
+    best = rec["best_loss"] if rec["best_loss"] is None else round(rec["best_loss"], 4)
+    print(f"Saved {out} ({rec['steps']} steps, {rec['seconds']:.1f} s on {rec['device']}, "
+          f"best loss {best}; start: {rec.get('start', '?')})")
     return EXIT_INTERRUPTED if interrupted else 0
-
-
-def _train_bar(tc: Any):
-    from tqdm import tqdm
-
-    if tc.steps is not None:
-        return tqdm(total=tc.steps, unit="step", desc="training", file=sys.stderr)
-    return tqdm(total=int(tc.time_limit), unit="s", desc="training", file=sys.stderr)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
-    from tqdm import tqdm
 
-    from .core.checkpoint import load_model
+    from . import _api
     from .core.config import TileConfig
-    from .core.infer import iter_predict
 
-    model = load_model(args.model)
+    model = _api.load_model(args.model)
     image = _read_tiff(args.image, lazy=True)
-    tile_fields = {}
-    if args.tile is not None:
-        tile_fields["tile"] = args.tile
-    if args.overlap is not None:
-        tile_fields["overlap"] = args.overlap
-    if args.tta is not None:
-        tile_fields["tta"] = args.tta
+    tile_fields = {k: getattr(args, k) for k in ("tile", "overlap", "tta")
+                   if getattr(args, k) is not None}
     tile = TileConfig(**tile_fields)
     for target in (args.out, args.probabilities):
         if target and not Path(target).resolve().parent.exists():
             raise FileNotFoundError(f"The output folder does not exist: '{Path(target).parent}'")
         if target and Path(target).is_dir():  # checked before predicting, not after
             raise ValueError(f"'{target}' is a folder; give a file name such as pred.tif")
-    gen = iter_predict(model, image, tile=tile, probabilities=bool(args.probabilities),
-                       device=args.device)
-    bar = None if args.quiet else tqdm(unit="tile", desc="predicting", file=sys.stderr)
-    try:
-        while True:
-            try:
-                prog = next(gen)
-            except StopIteration as fin:
-                result = fin.value
-                break
-            if bar is not None:
-                bar.total = prog.total
-                bar.update(prog.done - bar.n)
-    finally:
-        if bar is not None:
-            bar.close()
-    tifffile.imwrite(args.out, result.labels, compression="zlib")
-    if args.probabilities:
-        tifffile.imwrite(args.probabilities, result.probabilities.astype(np.float32),
-                         compression="zlib")
-    counts = np.bincount(result.labels.ravel(), minlength=model.config.num_classes + 1)[1:]
-    share = ", ".join(f"{n}: {c / max(1, result.labels.size):.1%}"
+    res = _api.predict(model, image, tile=tile, probabilities=bool(args.probabilities),
+                       device=args.device, progress=not args.quiet)
+    labels, probs = res if args.probabilities else (res, None)
+    tifffile.imwrite(args.out, labels, compression="zlib")
+    if probs is not None:
+        tifffile.imwrite(args.probabilities, probs.astype(np.float32), compression="zlib")
+    counts = np.bincount(labels.ravel(), minlength=model.config.num_classes + 1)[1:]
+    share = ", ".join(f"{n}: {c / max(1, labels.size):.1%}"
                       for n, c in zip(model.class_names, counts))
-    print(f"Saved {args.out} {result.labels.shape} ({share})")
+    print(f"Saved {args.out} {labels.shape} ({share})")
     return 0
 
 
@@ -225,9 +181,12 @@ def _cmd_decoders(_args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .core.checkpoint import load_model
+    from . import _api
 
-    print(load_model(args.model).describe())
+    if args.pretrained or not args.model:
+        print(_api.pretrained_info())
+        return 0
+    print(_api.load_model(args.model).describe())
     return 0
 
 

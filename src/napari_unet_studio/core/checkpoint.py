@@ -164,6 +164,17 @@ class TrainedModel:
             lines.append(f"  seed:        {r['seed']}")
         if r.get("init_from"):
             lines.append(f"  continued:   from {r['init_from']}")
+        if r.get("start"):
+            lines.append(f"  start:       {r['start']}")
+        pre = r.get("pretrained")
+        if isinstance(pre, dict):
+            data = [str(d.get("name", d)) if isinstance(d, dict) else str(d)
+                    for d in pre.get("data", [])]
+            lines.append(f"  pretrained:  {pre.get('script', '?')} at commit "
+                         f"{str(pre.get('commit', '?'))[:12]}, {pre.get('date', '?')}, "
+                         f"sha256 {str(pre.get('sha256', '?'))[:12]}")
+            if data:
+                lines.append(f"  pretr. data: {', '.join(data)}")
         if "created" in r:
             lines.append(f"  created:     {r['created']}")
         versions = r.get("versions") or {}

@@ -137,6 +137,11 @@ class TrainConfig(_DictConfig):
         falls back to random weights and says so. ``"scratch"``: random weights. A path
         to a saved model (``.pt``): start from that model's weights (its architecture
         and normalisation are used; a new output layer if the classes differ).
+    start_lr : float or None
+        With a pretrained or model-file start: peak learning rate of the weights that
+        come from the start, while a new output layer trains with ``lr``. Lower than
+        ``lr`` so that a few steps on a few strokes adapt the start instead of washing
+        it out (docs/pretraining.md). ``None``: ``lr`` for every weight.
     """
 
     steps: int | None = 300
@@ -152,11 +157,14 @@ class TrainConfig(_DictConfig):
     augment: bool = True
     cutmix: float = 0.5
     start: str = "pretrained"
+    start_lr: float | None = 3e-4
 
     def __post_init__(self) -> None:
         if not isinstance(self.start, str) or not self.start.strip():
             raise ValueError(
                 "start must be 'pretrained', 'scratch' or the path of a model file (.pt)")
+        if self.start_lr is not None and not float(self.start_lr) > 0:
+            raise ValueError(f"start_lr must be positive, got {self.start_lr}")
         if not 0.0 <= float(self.cutmix) <= 1.0:
             raise ValueError(f"cutmix must be between 0 and 1, got {self.cutmix}")
         if self.steps is None and self.time_limit is None:

@@ -42,6 +42,7 @@ __all__ = [
     "load_pretrained",
     "start_state",
     "map_first_conv",
+    "semantic_head",
     "provenance_text",
 ]
 
@@ -50,6 +51,8 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "napari-unet-studio-pretrained"
 FIRST_CONV = "encoder.0.0.weight"  # the first 3x3 convolution of the encoder
 _ARCH_KEYS = ("depth", "width", "norm", "dims", "progressive")
+_SEMANTIC = (8, 10)  # output channels of the pretrained object/background head
+SEMANTIC_THRESHOLD = 0.75
 
 
 class PretrainedError(ModelFileError):
@@ -232,6 +235,64 @@ def start_state(
         return None, f"the pretrained weights lack '{missing[0]}'"
     model.load_state_dict(new, strict=False)
     return pre, ""
+
+
+def semantic_head(
+    model: torch.nn.Module, pre: Pretrained, batches: list[tuple[torch.Tensor, torch.Tensor]],
+    threshold: float = SEMANTIC_THRESHOLD,
+) -> tuple[str, float]:
+    """For a 2-class model: start the output layer from the pretrained object/background
+    head when it already agrees with the painted pixels.
+
+    The pretrained network has a semantic head (object-like blobs and nuclei vs
+    background). Both assignments (class 1 = background or class 1 = object) are scored
+    by their balanced accuracy on the painted pixels of ``batches`` (patches and labels,
+    0 = not painted), in eval mode. The better one is loaded into ``model.head`` if it
+    reaches ``threshold``; otherwise the head stays new (random), e.g. for photos.
+
+    Returns
+    -------
+    (str, float)
+        ``"background-object"``, ``"object-background"`` or ``"new"``, and the balanced
+        accuracy of the better assignment.
+    """
+    chans = pre.model.record.get("semantic_channels") or _SEMANTIC
+    src = pre.model.state_dict
+    weight = src["head.weight"][chans[0]:chans[1]]
+    bias = src["head.bias"][chans[0]:chans[1]]
+    if weight.shape[0] != 2 or model.head.weight.shape[0] != 2:
+        return "new", 0.0
+    was_training = model.training
+    model.eval()
+    hits = torch.zeros(2, 2)  # [assignment, class] correct counts
+    totals = torch.zeros(2)
+    head = model.head
+    with torch.no_grad():
+        saved = (head.weight.detach().clone(), head.bias.detach().clone())
+        head.weight.copy_(weight.to(head.weight))
+        head.bias.copy_(bias.to(head.bias))
+        for x, y in batches:
+            pred = model(x).argmax(1) + 1  # 1 = background, 2 = object
+            for k in (1, 2):
+                painted = y == k
+                totals[k - 1] += painted.sum()
+                hits[0, k - 1] += (painted & (pred == k)).sum()
+                hits[1, k - 1] += (painted & (pred == 3 - k)).sum()
+        head.weight.copy_(saved[0])
+        head.bias.copy_(saved[1])
+    model.train(was_training)
+    if not bool((totals > 0).all()):
+        return "new", 0.0
+    balanced = (hits / totals).mean(1)
+    best = int(balanced.argmax())
+    score = float(balanced[best])
+    if score < threshold:
+        return "new", score
+    order = [0, 1] if best == 0 else [1, 0]
+    with torch.no_grad():
+        head.weight.copy_(weight[order].to(head.weight))
+        head.bias.copy_(bias[order].to(head.bias))
+    return ("background-object" if best == 0 else "object-background"), score
 
 
 def provenance_text(directory: str | Path | None = None) -> str:

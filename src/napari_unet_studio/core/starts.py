@@ -10,11 +10,13 @@ import dataclasses
 import torch
 
 from .checkpoint import TrainedModel
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig
 from .errors import DataError
 from .pretrained import Pretrained, start_state
 
-__all__ = ["START_CHOICES", "apply_start", "load_init", "resolve_config", "start_kind"]
+__all__ = [
+    "START_CHOICES", "apply_start", "load_init", "param_groups", "resolve_config", "start_kind",
+]
 
 START_CHOICES = ("pretrained", "scratch")  # or the path of a model file
 
@@ -130,3 +132,24 @@ def apply_start(
     if pre is None:
         return None, f"scratch ({reason})", f"Starting from random weights: {reason}."
     return pre, pre.label, "Starting from the pretrained weights."
+
+
+def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> list[dict]:
+    """AdamW parameter groups; ``"lr_scale"`` multiplies the schedule's learning rate.
+
+    Parameters
+    ----------
+    started_from : {"none", "body", "all"}
+        Which weights came from a start: none (scratch, continuing), every weight but
+        the new output layer (pretrained weights, a model file with a new head), or all
+        of them (a model file with its own head). Those train at
+        ``tc.start_lr / tc.lr`` of the schedule, the rest at the full schedule.
+    """
+    if started_from == "none" or tc.start_lr is None:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    scale = float(tc.start_lr) / float(tc.lr)
+    head = [p for n, p in model.named_parameters() if n.startswith("head.")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    if started_from == "all":
+        return [{"params": body + head, "lr_scale": scale}]
+    return [{"params": body, "lr_scale": scale}, {"params": head, "lr_scale": 1.0}]

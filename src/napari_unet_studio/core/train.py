@@ -26,7 +26,7 @@ from .errors import DataError, DeviceError
 from .losses import masked_loss
 from .model import has_batch_norm, recalibrate_batch_norm
 from .progress import TrainProgress, one_cycle_lr, versions
-from .starts import apply_start, load_init, resolve_config, start_kind
+from .starts import apply_start, load_init, param_groups, resolve_config, start_kind
 
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
 
@@ -62,6 +62,10 @@ class Trainer:
     threads : int, optional
         Torch CPU threads while training (default: see
         :func:`~napari_unet_studio.core.device.prepare_runtime`).
+    pretrained_head : bool
+        With the pretrained start and 2 classes: start the output layer from the
+        pretrained object/background head when it agrees with the painted pixels
+        (:func:`~napari_unet_studio.core.pretrained.semantic_head`).
 
     Raises
     ------
@@ -83,6 +87,7 @@ class Trainer:
         arch: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
         threads: int | None = None,
+        pretrained_head: bool = True,
     ) -> None:
         from .model import build_model
 
@@ -117,7 +122,14 @@ class Trainer:
             load_init(model, init, reinit_head)
         self.pretrained, self.start_description, self._start_message = apply_start(
             model, self.model_config, self._start_kind, start)
+        # which weights came from a start (pretrained or a file): they train at start_lr
+        self._started_from = ("body" if self.pretrained is not None or (
+            self._start_kind == "file" and reinit_head) else
+            "all" if self._start_kind == "file" else "none")
         self.model = model.to(self.device)
+        self.head_start = "new"
+        if self.pretrained is not None and pretrained_head and self.model_config.num_classes == 2:
+            self.head_start = self._pretrained_head()
         self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
         self._init_record = dict(init.record) if init else None
@@ -141,6 +153,20 @@ class Trainer:
         self._best_lr_frac = 0.0
 
     # ------------------------------------------------------------------ set-up
+    def _pretrained_head(self) -> str:
+        from .pretrained import semantic_head
+
+        tc = self.train_config
+        sampler = PatchSampler(self._data, tc.patch_size, augment=False, label_fraction=1.0)
+        rng = np.random.default_rng([tc.seed, 2])
+        draws = [sampler.draw(int(tc.batch_size), rng) for _ in range(4)]
+        batches = [(torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device))
+                   for x, y in draws]
+        kind, score = semantic_head(self.model, self.pretrained, batches)
+        if kind == "new":
+            return f"new (pretrained object head: balanced accuracy {score:.2f} on the strokes)"
+        return f"pretrained object head, {kind} (balanced accuracy {score:.2f} on the strokes)"
+
     def _training_sampler(self, data: TrainingData) -> PatchSampler:
         tc = self.train_config
         return PatchSampler(data, tc.patch_size, augment=tc.augment, mix=tc.cutmix)
@@ -152,6 +178,11 @@ class Trainer:
         return torch.from_numpy(class_weights(counts)).to(self.device)
 
     # ------------------------------------------------------------------ control
+    @property
+    def steps_done(self) -> int:
+        """Optimiser steps done so far."""
+        return self._step
+
     def stop(self) -> None:
         """Ask training to end after the current step (thread-safe)."""
         self._stop.set()
@@ -205,7 +236,7 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _train_step(self, opt, scaler, x: np.ndarray, y: np.ndarray, lr: float) -> float:
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         xb = torch.from_numpy(x).to(self.device)
         yb = torch.from_numpy(y).to(self.device)
         opt.zero_grad(set_to_none=True)
@@ -247,7 +278,8 @@ class Trainer:
         self._runtime = prepare_runtime(self._threads)
         tc = self.train_config
         dev = str(self.device)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        opt = torch.optim.AdamW(param_groups(self.model, tc, self._started_from),
+                                lr=tc.lr, weight_decay=tc.weight_decay)
         dtype = amp_dtype(self.device, tc.amp)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         self._batch_size = cuda_batch_size(
@@ -380,6 +412,7 @@ class Trainer:
             "created": now_iso(),
         }
         record["start"] = self.start_description
+        record["head_start"] = self.head_start
         if self.pretrained is not None:
             record["pretrained"] = {"file": self.pretrained.file,
                                     "sha256": self.pretrained.sha256,
