@@ -16,7 +16,8 @@ DOCK_CLASSES = ("napari_unet_studio.gui.dock:UNetStudioWidget",
                 "napari_unet_studio._widget:UNetStudioWidget")
 VARIANTS = {"default": {}, "nice19": {"NAPARI_UNET_STUDIO_WORKER_NICE": "19"},
             "nice0": {"NAPARI_UNET_STUDIO_WORKER_NICE": "0"},
-            "paint1": {"NAPARI_UNET_STUDIO_PAINT_THREADS": "1"}}
+            "paint1": {"NAPARI_UNET_STUDIO_PAINT_THREADS": "1"},
+            "notune": {"NAPARI_UNET_STUDIO_THREAD_TUNING": "0"}}
 
 
 def dock_class() -> type:
