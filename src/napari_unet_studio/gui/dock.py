@@ -245,6 +245,9 @@ class UNetStudioWidget(QWidget):
     # ------------------------------------------------------------- worker
     def _check_worker_info(self) -> None:
         """Fill the decoder/device pickers once the worker said hello."""
+        if isinstance(self.client, UnavailableClient):
+            self._info_timer.stop()  # no hello will ever come
+            return
         try:
             info = self.client.info()
         except Exception:  # noqa: BLE001 - asked again on the next tick
