@@ -1,4 +1,4 @@
-"""The thread-count tuner chooses the faster count from step times."""
+"""The worker's CPU choices: the thread-count tuner and the preview tiles."""
 
 from __future__ import annotations
 
@@ -17,12 +17,22 @@ def test_a_much_slower_count_costs_one_step_per_trial():
     tuner = ThreadTuner(2, window=3, stay=10, max_stay=40)
     used = drive(tuner, {2: 1.0, 1: 0.2}, 60)  # a busy machine: two threads are slow
     # one thread first (first step not counted, 3 measured), then a trial of two threads
-    # that ends after one slow step; the stay doubles after every lost trial: 20, 40
+    # that ends after one slow step; it was 5x slower (4 steps lost), so the next trial
+    # waits (5 - 1) / 5 % = 80 steps, capped at max_stay
     assert used[:5] == [1, 1, 1, 1, 2]
     assert tuner.medians == {1: 0.2}
-    assert used[5:25] == [1] * 20 and used[25] == 2
-    assert used[26:60] == [1] * 34
+    assert used[5:45] == [1] * 40 and used[45] == 2
+    assert used[46:60] == [1] * 14
     assert used.count(2) == 2
+
+
+def test_lost_trials_cost_at_most_the_overhead():
+    tuner = ThreadTuner(2, window=6, stay=40, max_stay=100_000, overhead=0.05)
+    seconds = {1: 0.45, 2: 3.8}  # measured on the loaded machine (docs/worker.md)
+    used = drive(tuner, seconds, 5000)
+    total = sum(seconds[n] for n in used)
+    lost = sum(seconds[2] - seconds[1] for n in used if n == 2)
+    assert lost / total < 0.05 and used.count(2) <= 8  # 6 trials in 5000 steps
 
 
 def test_two_threads_win_when_they_are_faster():
@@ -60,3 +70,14 @@ def test_one_core_means_no_tuning():
     tuner = ThreadTuner(1)
     assert not tuner.enabled
     assert drive(tuner, {1: 1.0}, 5) == [1] * 5 and tuner.switches == 0
+
+
+def test_previews_use_one_tile_up_to_1024_pixels():
+    from napari_unet_studio.worker.train_task import preview_tile
+
+    assert (preview_tile((512, 512), 1).tile, preview_tile((512, 512), 1).overlap) == (512, 0.0)
+    assert preview_tile((500, 700), 1).tile == 704  # a multiple of 16 covering the plane
+    assert preview_tile((300, 200, 3), 3).tile == 304  # channels last are not pixels
+    assert preview_tile((40, 44), 1).tile == 48
+    big = preview_tile((2048, 1500), 1)
+    assert (big.tile, big.overlap) == (512, 0.125)

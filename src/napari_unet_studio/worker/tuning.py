@@ -11,6 +11,7 @@ keeps the faster count, and re-checks the other from time to time.
 
 from __future__ import annotations
 
+import math
 import statistics
 
 __all__ = ["ThreadTuner"]
@@ -26,23 +27,27 @@ class ThreadTuner:
     window : int
         Steps measured per candidate.
     stay : int
-        Steps kept on the winner before the other count is tried again; doubled (up to
-        ``max_stay``) every time the other count loses again, reset when it wins.
+        Steps kept on the winner before the other count is tried again; after a lost
+        trial it at least doubles, and grows so that trials cost at most ``overhead``
+        of the time (a trial step 8x slower than the winner's costs 7 winner steps, so
+        the next trial waits 140 steps at 5 %); reset when the other count wins.
     max_stay : int
         Longest stay.
     abort : float
         A trial ends after one step slower than ``abort`` x the winner's median, so a
         count that is much slower costs a single step.
+    overhead : float
+        Share of the training time that lost trials may cost.
     """
 
     def __init__(self, max_threads: int, window: int = 6, stay: int = 40,
-                 max_stay: int = 640, abort: float = 1.5) -> None:
+                 max_stay: int = 640, abort: float = 1.5, overhead: float = 0.05) -> None:
         # one thread first: on a busy machine more threads can be 10-30x slower per step
         # (and the first step sets the time to the first preview), on an idle one they
         # are at most ~2x faster, so starting with one risks little
         self.candidates = [1, int(max_threads)] if int(max_threads) > 1 else [1]
         self.window, self.base_stay, self.max_stay = int(window), int(stay), int(max_stay)
-        self.abort = float(abort)
+        self.abort, self.overhead = float(abort), float(overhead)
         self.current = self.candidates[0]
         self.medians: dict[int, float] = {}
         self.stay = self.base_stay
@@ -77,7 +82,7 @@ class ThreadTuner:
             self._times.append(t)
             winner = self._other()
             if t > self.abort * self.medians[winner]:  # clearly slower: back at once
-                self.stay = min(2 * self.stay, self.max_stay)
+                self._lost(t / self.medians[winner])
                 self._to(winner, "stay")
             elif len(self._times) >= self.window:
                 self.medians[self.current] = statistics.median(self._times)
@@ -85,7 +90,7 @@ class ThreadTuner:
                     self.stay = self.base_stay
                     self._to(self.current, "stay")
                 else:
-                    self.stay = min(2 * self.stay, self.max_stay)
+                    self._lost(self.medians[self.current] / self.medians[winner])
                     self._to(winner, "stay")
         else:  # stay: keep a rolling window to refresh the winner's median
             self._times = [*self._times[-(self.window - 1):], t]
@@ -99,6 +104,11 @@ class ThreadTuner:
                 self.medians[self.current] = statistics.median(self._times)
                 self._to(self._other(), "trial")
         return self.current
+
+    def _lost(self, ratio: float) -> None:
+        """Wait longer before the next trial of a count that just lost by ``ratio``."""
+        need = math.ceil(max(ratio - 1.0, 0.0) / self.overhead)
+        self.stay = min(max(2 * self.stay, need), self.max_stay)
 
     def _other(self) -> int:
         return next(c for c in self.candidates if c != self.current)
