@@ -242,6 +242,7 @@ def main() -> None:
     floor: dict[str, Any] = {}
     if not args.no_floor:
         fd = FloorDriver(viewer, image, truth, interval)
+        wait(1.0)  # adding its layers stalls the loop; that gap is not the floor's
         floor = measure_training(fd, painter, fd.scribbles, heart, args)
         fd.close()
         res["floor"] = {k: v for k, v in floor.items() if k in ("first", "paint", "strokes")}
