@@ -17,7 +17,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, QTimer
 
-__all__ = ["JobDrain", "PollFailure"]
+__all__ = ["JobDrain", "PollFailure", "abandon"]
 
 log = logging.getLogger("napari_unet_studio.gui")
 
@@ -131,3 +131,19 @@ class JobDrain(QObject):
             self.timer.stop()
         except RuntimeError:  # Qt already deleted it with its parent
             pass
+
+
+def abandon(job: Any, drain: JobDrain | None) -> bool:
+    """Stop ``job`` (if any) and its drain when the dock closes; True if a job ran.
+
+    The worker may already be gone, so a failing ``stop`` is ignored.
+    """
+    running = job is not None
+    if running:
+        try:
+            job.stop()
+        except Exception:  # noqa: BLE001 - the worker may be gone already
+            pass
+    if drain is not None:
+        drain.cancel()
+    return running

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .drain import JobDrain
+from .drain import JobDrain, abandon
 from .layers import (
     choose_prediction_layer,
     layer_array,
@@ -167,14 +167,7 @@ class PredictController:
 
     def shutdown(self) -> bool:
         """Cancel the job (closing the dock); True if one was running."""
-        running = self.job is not None
-        if running:
-            try:
-                self.job.stop()
-            except Exception:  # noqa: BLE001 - the worker may be gone already
-                pass
-        if self.drain is not None:
-            self.drain.cancel()
+        running = abandon(self.job, self.drain)
         self.job = None
         self.drain = None
         return running

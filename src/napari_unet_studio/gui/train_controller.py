@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .drain import JobDrain
+from .drain import JobDrain, abandon
 from .layers import layer_array, live_layer, visible_plane, write_preview
 from .notify import Notifier, UserProblem, friendly_message
 from .painting import PaintWatcher
@@ -314,14 +314,7 @@ class TrainController:
 
     def shutdown(self) -> bool:
         """Stop the job (closing the dock); True if one was running."""
-        running = self.job is not None
-        if running:
-            try:
-                self.job.stop()
-            except Exception:  # noqa: BLE001 - the worker may be gone already
-                pass
-        if self.drain is not None:
-            self.drain.cancel()
+        running = abandon(self.job, self.drain)
         self._disconnect()
         self.job = None
         self.drain = None
