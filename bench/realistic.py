@@ -221,6 +221,31 @@ def table(rows: list[dict], methods: list[str], markdown: bool = False) -> str:
     return "\n".join([fmt.format(*head)] + [fmt.format(*c) for c in lines])
 
 
+def decoder_table(rows: list[dict]) -> str:
+    """Decoder study: one row per case, seed and start; one column per decoder."""
+    decoders: list[str] = []
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        if ":" not in r["method"]:
+            continue
+        start, _, dec = r["method"].partition(":")
+        decoders += [dec] if dec not in decoders else []
+        groups.setdefault((r["case"], r["seed"], start), {})[dec] = r
+    head = ["case", "seed", "start"] + decoders + ["best"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (case, seed, start), by in groups.items():
+        metric = "fg" if CASE_FG.get(case) else "miou"
+        cells = [case, str(seed), start]
+        for d in decoders:
+            r = by.get(d)
+            cells.append("-" if r is None else f"{r[metric]:.3f}" + (
+                " [scratch]" if "no pretrained" in str(r.get("start_used", "")) else ""))
+        best = max(by, key=lambda d: by[d][metric])
+        cells.append(f"{best} ({metric})")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 CASE_FG = {k: c.foreground for k, c in rc.CASES.items()}
 CASE_GAP = {k: c.gap for k, c in rc.CASES.items()}
 
@@ -239,7 +264,10 @@ def report(paths: list[Path]) -> int:
         methods += [x for x in res["methods"] if x not in methods]
     methods.sort(key=lambda x: x != "forest")
     print()
-    print(table(rows, methods, markdown=True))
+    if any(":" in m for m in methods):
+        print(decoder_table(rows))
+    else:
+        print(table(rows, methods, markdown=True))
     return 0
 
 
