@@ -221,6 +221,33 @@ def table(rows: list[dict], methods: list[str], markdown: bool = False) -> str:
     return "\n".join([fmt.format(*head)] + [fmt.format(*c) for c in lines])
 
 
+def summary_table(rows: list[dict], methods: list[str]) -> str:
+    """Per case: mean over seeds of every method (mean IoU, nucleus IoU) and the goals met."""
+    cases: dict[str, dict[str, list[dict]]] = {}
+    for r in rows:
+        cases.setdefault(r["case"], {}).setdefault(r["method"], []).append(r)
+    head = ["case", "seeds"] + [f"{m} mean" for m in methods] + [
+        f"{m}: seeds meeting the goals" for m in methods if m != "forest"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case, by in cases.items():
+        fg = CASE_FG.get(case) is not None
+        cells = [case, str(len(by.get("forest", next(iter(by.values())))))]
+        for m in methods:
+            rs = by.get(m, [])
+            cells.append("-" if not rs else f"{statistics.fmean(r['miou'] for r in rs):.3f}"
+                         + (f" / {statistics.fmean(r['fg'] for r in rs):.3f}" if fg else ""))
+        forest_by_seed = {r["seed"]: r for r in by.get("forest", [])}
+        for m in methods:
+            if m == "forest":
+                continue
+            ok = [r for r in by.get(m, []) if r["seed"] in forest_by_seed
+                  and r["miou"] >= GOAL_RATIO * forest_by_seed[r["seed"]]["miou"]
+                  and (not (CASE_GAP.get(case) and fg) or r["fg"] >= GOAL_FG)]
+            cells.append(f"{len(ok)}/{len(by.get(m, []))}")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def decoder_table(rows: list[dict]) -> str:
     """Decoder study: one row per case, seed and start; one column per decoder."""
     decoders: list[str] = []
@@ -258,7 +285,9 @@ def report(paths: list[Path]) -> int:
         res = json.loads(path.read_text())
         m = res["machine"]
         print(f"- `{path.name}`: {res['command']} -- {m['date']}, {m['cpu']}, {m['cores']} "
-              f"cores, float32 matmul {m['matmul_gflops_2threads']} GFLOP/s (2 threads), "
+              f"cores, float32 matmul {m.get('matmul_gflops_2threads')} GFLOP/s (2 threads) / "
+              f"{m.get('matmul_gflops_1thread')} (1 thread), training threads "
+              f"{res.get('threads', 2)}, "
               f"load {m['loadavg_start']} -> {m.get('loadavg_end')}, budget {res['budget']}")
         rows += res["rows"]
         methods += [x for x in res["methods"] if x not in methods]
@@ -268,6 +297,8 @@ def report(paths: list[Path]) -> int:
         print(decoder_table(rows))
     else:
         print(table(rows, methods, markdown=True))
+        print()
+        print(summary_table(rows, methods))
     return 0
 
 
