@@ -74,3 +74,33 @@ def test_api_errors_are_clear(tmp_path):
         nus.train(image, np.zeros_like(labels), train_config=FAST)
     with pytest.raises(ModelFileError, match="No model file"):
         nus.predict(tmp_path / "missing.pt", image)
+
+
+def test_train_config_from_is_the_one_place_for_overrides():
+    tc = nus._api.train_config_from(FAST, steps=None, lr=1e-3, start="scratch", seed=2.0)
+    assert (tc.steps, tc.lr, tc.start, tc.seed) == (4, 1e-3, "scratch", 2)
+    only_time = nus._api.train_config_from(FAST, time_limit=2.0)
+    assert only_time.steps is None and only_time.time_limit == 2.0
+    with pytest.raises(ValueError, match="unknown training settings"):
+        nus._api.train_config_from(FAST, lrate=1)
+    with pytest.raises(ValueError, match="start_lr"):
+        nus._api.train_config_from(FAST, start_lr=-1.0)
+
+
+def test_start_and_settings_reach_the_trainer(tmp_path):
+    image, labels = _task()
+    scratch = nus.train(image, labels, model_config=SMALL, train_config=FAST, start="scratch",
+                        lr=2e-3, cutmix=0.0)
+    assert scratch.record["start"] == "scratch"
+    assert scratch.record["train_config"]["lr"] == 2e-3
+    nus.save_model(scratch, tmp_path / "s.pt")
+    again = nus.train(image, labels, train_config=FAST, start=tmp_path / "s.pt")
+    assert again.record["start"] == f"model file {tmp_path / 's.pt'}"
+    assert again.config.width == SMALL.width
+    with pytest.raises(ModelFileError):
+        nus.train(image, labels, train_config=FAST, start=tmp_path / "missing.pt")
+
+
+def test_pretrained_info_describes_the_shipped_weights():
+    text = nus._api.pretrained_info()
+    assert "Pretrained starting weights" in text and "bilinear" in text and "sha256" in text

@@ -211,3 +211,26 @@ def test_ctrl_c_during_training_saves_the_best_model(files, capsys, monkeypatch)
     from napari_unet_studio.core.checkpoint import load_model
 
     assert load_model(model).record["steps"] == 3
+
+
+def test_start_choice_and_pretrained_info(files, capsys):
+    model = files["dir"] / "scratch.pt"
+    code = main(["train", "--image", str(files["img"]), "--labels", str(files["lab"]),
+                 "--out", str(model), "--steps", "2", "--start", "scratch", *FAST])
+    assert code == 0 and "start: scratch" in capsys.readouterr().out
+    from napari_unet_studio.core.checkpoint import load_model
+
+    assert load_model(model).record["start"] == "scratch"
+    code = main(["train", "--image", str(files["img"]), "--labels", str(files["lab"]),
+                 "--out", str(files["dir"] / "b.pt"), "--steps", "1", "--start", str(model),
+                 "--start-lr", "1e-4", "--quiet"])
+    assert code == 0 and f"start: model file {model}" in capsys.readouterr().out
+    assert main(["info", str(model)]) == 0
+    assert "start:       scratch" in capsys.readouterr().out
+    assert main(["info", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert "Pretrained starting weights" in out and "commit" in out
+    code = main(["train", "--image", str(files["img"]), "--labels", str(files["lab"]),
+                 "--out", str(files["dir"] / "c.pt"), "--start", str(files["dir"] / "no.pt"),
+                 "--quiet"])
+    assert code == 2 and "No model file" in _one_line_error(capsys)

@@ -86,6 +86,10 @@ def test_built_wheel_contains_manifest_and_entry_point(tmp_path):
         names = zf.namelist()
         assert "napari_unet_studio/napari.yaml" in names
         assert zf.read("napari_unet_studio/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
+        weights = PKG / "core" / "weights"
+        for f in weights.iterdir():  # the pretrained starting weights ship in the wheel
+            assert zf.read(f"napari_unet_studio/core/weights/{f.name}") == f.read_bytes(), f
+        assert "napari_unet_studio/core/weights/manifest.json" in names
         ep = next(n for n in names if n.endswith("entry_points.txt"))
         text = zf.read(ep).decode()
         meta = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()

@@ -75,3 +75,191 @@ def test_start_from_a_model_file_keeps_weights_and_renews_the_head(tmp_path):
     assert np.array_equal(trainer.model.state_dict()[enc].numpy(), first.state_dict[enc].numpy())
     _, model = _drain(trainer.run())
     assert model.record["start"] == f"model file {tmp_path / 'm.pt'}"
+
+
+# ------------------------------------------------------------------ the shipped weights
+def _shipped():
+    from napari_unet_studio.core import pretrained
+
+    m = pretrained.manifest()
+    assert m is not None, "no pretrained weights in src/napari_unet_studio/core/weights/"
+    return pretrained, m
+
+
+def test_shipped_weights_cover_every_decoder_of_the_default_model_and_are_small():
+    from napari_unet_studio.core.decoders import list_decoders
+
+    pretrained, m = _shipped()
+    assert set(m["files"]) == set(list_decoders())
+    default = ModelConfig()
+    for key, value in m["architecture"].items():
+        if key != "in_channels":
+            assert getattr(default, key) == value, key
+    total = sum(p.stat().st_size for p in pretrained.WEIGHTS_DIR.iterdir())
+    assert total < 20 * 2**20
+    prov = m["provenance"]
+    assert {"script", "commit", "date", "data"} <= set(prov) and prov["data"]
+    assert "EVAL" not in json_text(prov) and "dsb" not in json_text(prov).lower()
+
+
+def json_text(obj) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+@pytest.mark.parametrize("decoder", ["nearest", "bilinear", "unpool", "transposed",
+                                     "pixelshuffle"])
+def test_every_decoder_loads_verified_and_starts_training(decoder):
+    import torch
+
+    pretrained, m = _shipped()
+    pre = pretrained.load_pretrained(decoder)
+    assert pre.sha256 == m["files"][decoder]["sha256"]
+    assert all(v.dtype == torch.float32 for v in pre.model.state_dict.values()
+               if v.is_floating_point())
+    image, labels = _task()
+    trainer = Trainer([(image, labels)], None, _tc(steps=1), decoder=decoder)
+    assert trainer.pretrained is not None and trainer.pretrained.file == f"{decoder}.pt"
+    key = "decoder.0.conv.0.weight"
+    assert torch.equal(trainer.model.state_dict()[key], pre.model.state_dict[key])
+    _, model = _drain(trainer.run())
+    assert model.record["start"].startswith(f"pretrained {decoder}")
+    assert model.record["pretrained"]["sha256"] == pre.sha256
+
+
+def _tampered_copy(tmp_path):
+    import shutil
+
+    pretrained, _ = _shipped()
+    target = tmp_path / "weights"
+    shutil.copytree(pretrained.WEIGHTS_DIR, target)
+    return pretrained, target
+
+
+def test_a_changed_weights_file_is_refused(tmp_path):
+    pretrained, target = _tampered_copy(tmp_path)
+    path = target / "bilinear.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(pretrained.PretrainedError, match="checksum"):
+        pretrained.load_pretrained("bilinear", target)
+    model_cfg = ModelConfig(in_channels=1)
+    from napari_unet_studio.core.model import build_model
+
+    pre, reason = pretrained.start_state(build_model(model_cfg), model_cfg, target)
+    assert pre is None and "checksum" in reason
+
+
+def test_a_weights_file_with_code_is_refused_even_with_a_matching_checksum(tmp_path):
+    import hashlib
+    import json
+    import pickle
+
+    import torch
+
+
+    pretrained, target = _tampered_copy(tmp_path)
+
+    marker = tmp_path / "code-ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    path = target / "bilinear.pt"
+    torch.save({"format": "napari-unet-studio-model", "x": Evil()}, path,
+               pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    m = json.loads((target / "manifest.json").read_text())
+    m["files"]["bilinear"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (target / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(pretrained.PretrainedError, match="refused|damaged"):
+        pretrained.load_pretrained("bilinear", target)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_any_channel_and_class_count_starts_from_the_same_weights(channels, classes):
+    import torch
+
+    pretrained, _ = _shipped()
+    rgb = pretrained.load_pretrained("bilinear").model.state_dict
+    image, labels = _task(classes=classes, channels=channels)
+    trainer = Trainer([(image, labels)], None, _tc(steps=1))
+    cfg = trainer.model_config
+    assert (cfg.in_channels, cfg.num_classes) == (channels, classes)
+    state = trainer.model.state_dict()
+    first = state[pretrained.FIRST_CONV]
+    assert first.shape[1] == channels
+    assert torch.equal(first, pretrained.map_first_conv(rgb[pretrained.FIRST_CONV], channels))
+    assert state["head.weight"].shape[0] == classes
+    assert torch.equal(state["encoder.1.0.weight"], rgb["encoder.1.0.weight"])
+    _, model = _drain(trainer.run())
+    assert model.record["start"].startswith("pretrained bilinear")
+    if classes != 2:  # the pretrained object/background head only serves 2-class tasks
+        assert model.record["head_start"] == "new"
+
+
+def test_gray_mapping_equals_the_rgb_network_on_a_replicated_gray_image():
+    import torch
+
+    from napari_unet_studio.core.model import build_model
+
+    pretrained, _ = _shipped()
+    pre = pretrained.load_pretrained("bilinear").model
+    rgb_net = pre.build()
+    cfg = ModelConfig(in_channels=1, num_classes=pre.config.num_classes)
+    gray_net = build_model(cfg)
+    assert pretrained.start_state(gray_net, cfg)[0] is not None
+    gray_net.head.load_state_dict(rgb_net.head.state_dict())
+    gray_net.eval()
+    x = torch.rand(1, 1, 40, 48)
+    with torch.no_grad():
+        assert torch.allclose(gray_net(x), rgb_net(x.repeat(1, 3, 1, 1)), atol=1e-4)
+
+
+def test_pretrained_start_beats_scratch_on_a_real_nuclei_crop_at_equal_steps():
+    """40 steps on a 128 x 128 crop of a BBBC007 image of the benchmark's "eval" split
+    (never pretrained on), with strokes that keep away from every nucleus edge: nucleus
+    IoU on the crop's ground truth is higher from the shipped weights than from random
+    weights (measured 0.88 vs 0.81)."""
+    import sys
+    from pathlib import Path
+
+    from napari_unet_studio.core.infer import predict_image
+
+    _shipped()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench import datasets, strokes
+
+    image, truth = next((i, t) for n, i, t in datasets.bbbc007_pairs("eval") if n == "A9_p7d")
+    image, truth = image[100:228, 100:228], truth[100:228, 100:228]
+    labels = strokes.gap_strokes(truth, seed=0)
+    ious = {}
+    for start in ("scratch", "pretrained"):
+        tc = _tc(steps=40, patch_size=64, batch_size=4, start=start)
+        _, model = _drain(Trainer([(image, labels)], None, tc).run())
+        pred = predict_image(model, image, device="cpu").labels
+        ious[start] = ((pred == 2) & (truth == 2)).sum() / ((pred == 2) | (truth == 2)).sum()
+    assert ious["pretrained"] > ious["scratch"] + 0.03, ious
+
+
+def test_fine_tune_keeps_the_starts_batch_norm_statistics_and_lowers_its_lr():
+    import torch
+
+    image, labels = _task(size=48)
+    trainer = Trainer([(image, labels)], None, _tc(steps=3, patch_size=32))
+    assert trainer.pretrained is not None
+    before = trainer.model.state_dict()["encoder.0.1.running_mean"].clone()
+    _, model = _drain(trainer.run())
+    assert torch.equal(model.state_dict["encoder.0.1.running_mean"], before)
+    scales = sorted(g["lr_scale"] for g in trainer._opt_groups)
+    tc = trainer.train_config
+    assert scales[-1] <= 1.0 and scales[0] < tc.start_lr / tc.lr + 1e-12
+    loose = Trainer([(image, labels)], None, _tc(steps=3, patch_size=32, freeze_norm=False,
+                                                 start_lr=None))
+    _drain(loose.run())
+    assert not torch.equal(loose.model.state_dict()["encoder.0.1.running_mean"], before)
+    assert [g["lr_scale"] for g in loose._opt_groups] == [1.0]

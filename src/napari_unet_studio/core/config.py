@@ -142,6 +142,10 @@ class TrainConfig(_DictConfig):
         come from the start, while a new output layer trains with ``lr``. Lower than
         ``lr`` so that a few steps on a few strokes adapt the start instead of washing
         it out (docs/pretraining.md). ``None``: ``lr`` for every weight.
+    freeze_norm : bool
+        With a pretrained or model-file start: batch norm keeps the start's statistics
+        (its scale and shift still train) instead of re-estimating them on the training
+        patches, which sit mostly on the strokes and would shift every feature.
     """
 
     steps: int | None = 300
@@ -158,6 +162,7 @@ class TrainConfig(_DictConfig):
     cutmix: float = 0.5
     start: str = "pretrained"
     start_lr: float | None = 3e-4
+    freeze_norm: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.start, str) or not self.start.strip():

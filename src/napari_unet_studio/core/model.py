@@ -26,6 +26,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "has_batch_norm",
+    "freeze_batch_norm",
     "recalibrate_batch_norm",
     "min_input_size",
     "pad_to_multiple",
@@ -185,6 +186,15 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Seque
 def has_batch_norm(model: nn.Module) -> bool:
     """Whether ``model`` holds batch-norm layers (their statistics lag during training)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def freeze_batch_norm(model: nn.Module) -> nn.Module:
+    """Put the batch-norm layers in eval mode: they normalise with their stored statistics
+    and stop updating them (their scale and shift still train). Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return model
 
 
 def recalibrate_batch_norm(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:

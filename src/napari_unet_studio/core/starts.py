@@ -134,16 +134,23 @@ def apply_start(
     return pre, pre.label, "Starting from the pretrained weights."
 
 
+ADOPTED_BODY_SCALE = 0.1  # body lr / start_lr when the pretrained head already fits
+
+
 def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> list[dict]:
     """AdamW parameter groups; ``"lr_scale"`` multiplies the schedule's learning rate.
 
     Parameters
     ----------
-    started_from : {"none", "body", "all"}
-        Which weights came from a start: none (scratch, continuing), every weight but
-        the new output layer (pretrained weights, a model file with a new head), or all
-        of them (a model file with its own head). Those train at
-        ``tc.start_lr / tc.lr`` of the schedule, the rest at the full schedule.
+    started_from : {"none", "body", "all", "adopted"}
+        Which weights came from a start: none (scratch, continuing: everything at
+        ``lr``); every weight but a new output layer ("body": pretrained weights or a
+        model file with a new head; they train at ``start_lr``, the head at ``lr``); all
+        of them ("all": a model file with its own head, all at ``start_lr``); or all with
+        the pretrained object/background head adopted because it already fits the
+        strokes ("adopted": the head at ``start_lr``, the rest at ``start_lr / 10``, so
+        the fine-tune nudges a start that already segments instead of fitting the
+        strokes' shape; docs/pretraining.md).
     """
     if started_from == "none" or tc.start_lr is None:
         return [{"params": list(model.parameters()), "lr_scale": 1.0}]
@@ -152,4 +159,7 @@ def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> 
     body = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     if started_from == "all":
         return [{"params": body + head, "lr_scale": scale}]
+    if started_from == "adopted":
+        return [{"params": body, "lr_scale": scale * ADOPTED_BODY_SCALE},
+                {"params": head, "lr_scale": scale}]
     return [{"params": body, "lr_scale": scale}, {"params": head, "lr_scale": 1.0}]

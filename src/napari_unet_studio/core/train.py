@@ -24,7 +24,7 @@ from .data import PatchSampler, TrainingData, class_weights
 from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
 from .errors import DataError, DeviceError
 from .losses import masked_loss
-from .model import has_batch_norm, recalibrate_batch_norm
+from .model import freeze_batch_norm, has_batch_norm, recalibrate_batch_norm
 from .progress import TrainProgress, one_cycle_lr, versions
 from .starts import apply_start, load_init, param_groups, resolve_config, start_kind
 
@@ -127,9 +127,12 @@ class Trainer:
             self._start_kind == "file" and reinit_head) else
             "all" if self._start_kind == "file" else "none")
         self.model = model.to(self.device)
+        self._frozen_norm = bool(tc.freeze_norm) and self._started_from != "none"
         self.head_start = "new"
         if self.pretrained is not None and pretrained_head and self.model_config.num_classes == 2:
             self.head_start = self._pretrained_head()
+            if self.head_start.startswith("pretrained"):
+                self._started_from = "adopted"
         self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
         self._init_record = dict(init.record) if init else None
@@ -153,6 +156,11 @@ class Trainer:
         self._best_lr_frac = 0.0
 
     # ------------------------------------------------------------------ set-up
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self._frozen_norm:
+            freeze_batch_norm(self.model)
+
     def _pretrained_head(self) -> str:
         from .pretrained import semantic_head
 
@@ -275,11 +283,12 @@ class Trainer:
         if self._started:
             raise RuntimeError("Trainer.run() can only be used once; create a new Trainer.")
         self._started = True
+        self._train_mode()
         self._runtime = prepare_runtime(self._threads)
         tc = self.train_config
         dev = str(self.device)
-        opt = torch.optim.AdamW(param_groups(self.model, tc, self._started_from),
-                                lr=tc.lr, weight_decay=tc.weight_decay)
+        self._opt_groups = param_groups(self.model, tc, self._started_from)
+        opt = torch.optim.AdamW(self._opt_groups, lr=tc.lr, weight_decay=tc.weight_decay)
         dtype = amp_dtype(self.device, tc.amp)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         self._batch_size = cuda_batch_size(
@@ -388,7 +397,8 @@ class Trainer:
         if state is None:
             state = self.model.state_dict()
         calibrated = False
-        if best_step > 0 and lr_frac > _CALIBRATE_ABOVE and has_batch_norm(self.model):
+        if (best_step > 0 and lr_frac > _CALIBRATE_ABOVE and has_batch_norm(self.model)
+                and not self._frozen_norm):
             state = self._calibrated(state, batches=8).state_dict()
             calibrated = True
         weights = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
@@ -460,7 +470,8 @@ class Trainer:
         from .infer import iter_predict_module
 
         was_training = self.model.training
-        if self._step > 0 and self._lr_frac > _CALIBRATE_ABOVE and has_batch_norm(self.model):
+        if (self._step > 0 and self._lr_frac > _CALIBRATE_ABOVE and has_batch_norm(self.model)
+                and not self._frozen_norm):
             net = self._calibrated(self.model.state_dict(), batches=4)
         else:
             net = self.model.eval()
@@ -473,7 +484,8 @@ class Trainer:
                 except StopIteration as fin:
                     return None if fin.value.cancelled else fin.value.labels
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self._train_mode()
 
 
 def iter_train(
