@@ -169,7 +169,7 @@ def test_predict_cancel(client):
     assert kind == "done" and out["cancelled"] is True
 
 
-def test_load_and_save(client, tmp_path):
+def test_load_and_save(client, tmp_path, monkeypatch):
     img, lab = tiny_pair()
     ref = final(wait(client.train([(img, lab)], tiny_model_config(), tiny_config(steps=2),
                                   live=False)))[1]
@@ -179,6 +179,10 @@ def test_load_and_save(client, tmp_path):
     kind, loaded = final(wait(client.load_model(str(target))))
     assert kind == "done" and loaded.config == ref.config
     assert loaded.record["steps"] == 2 and loaded.path == str(target)
+    monkeypatch.chdir(tmp_path)  # relative paths are the user's, not the worker's
+    kind, rel = final(wait(client.save_model(ref, "relative.pt")))
+    assert kind == "done" and rel == str(tmp_path / "relative.pt")
+    assert (tmp_path / "relative.pt").exists()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
     kind, err = final(wait(client.load_model(str(bad))))

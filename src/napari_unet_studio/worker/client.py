@@ -476,13 +476,13 @@ class WorkerClient:
 
     def load_model(self, path: str) -> Job:
         """Read a model file in the worker; done payload: :class:`ModelRef`."""
-        job = self._new_job("load")
-        return self._submit(job, ("load", job.id, str(path)))
+        job = self._new_job("load")  # absolute: the worker runs in its session folder
+        return self._submit(job, ("load", job.id, os.path.abspath(os.fspath(path))))
 
     def save_model(self, model: ModelRef, path: str) -> Job:
         """Write ``model`` to ``path`` (atomically); done payload: the path."""
         job = self._new_job("save")
-        return self._submit(job, ("save", job.id, model, str(path)))
+        return self._submit(job, ("save", job.id, model, os.path.abspath(os.fspath(path))))
 
 
 def _sender(conn: Any, outbox: queue.SimpleQueue) -> None:
