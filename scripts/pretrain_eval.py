@@ -8,7 +8,8 @@ Cases (benchmark-like strokes from bench/strokes.py; never the data pretrained o
 Variants are ``name:key=value;key=value`` with :class:`TrainConfig` fields, e.g.::
 
     nice -n 19 .venv/bin/python scripts/pretrain_eval.py --weights /tmp/pt_a \\
-        --variants "scratch:start=scratch" "pre:start=pretrained" --steps 150
+        --variants "scratch:start=scratch" "pre:start=pretrained" \\
+        "features:start=pretrained-features;start_lr=1e-3" --steps 150
 
 Numbers at fixed steps (load-independent); used for the ablations in docs/pretraining.md.
 """

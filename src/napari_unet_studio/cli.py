@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimiser steps (default 300, or unlimited with --time-limit)")
     t.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    t.add_argument("--start", metavar="pretrained|scratch|MODEL.pt",
+    t.add_argument("--start", metavar="pretrained|pretrained-features|scratch|MODEL.pt",
                    help="starting weights: 'pretrained' (default: the weights shipped with "
-                        "napari-unet-studio, see `unet-studio info --pretrained`), 'scratch' "
+                        "napari-unet-studio, see `unet-studio info --pretrained`, where their "
+                        "object/background prior fits the strokes, else random), "
+                        "'pretrained-features' (the shipped weights for any task), 'scratch' "
                         "(random) or a model file to start from (new output layer if the "
                         "classes differ)")
     t.add_argument("--start-lr", type=float, metavar="LR",

@@ -119,7 +119,8 @@ def test_every_decoder_loads_verified_and_starts_training(decoder):
     assert all(v.dtype == torch.float32 for v in pre.model.state_dict.values()
                if v.is_floating_point())
     image, labels = _task()
-    trainer = Trainer([(image, labels)], None, _tc(steps=1), decoder=decoder)
+    trainer = Trainer([(image, labels)], None, _tc(steps=1, start="pretrained-features"),
+                      decoder=decoder)
     assert trainer.pretrained is not None and trainer.pretrained.file == f"{decoder}.pt"
     key = "decoder.0.conv.0.weight"
     assert torch.equal(trainer.model.state_dict()[key], pre.model.state_dict[key])
@@ -187,7 +188,7 @@ def test_any_channel_and_class_count_starts_from_the_same_weights(channels, clas
     pretrained, _ = _shipped()
     rgb = pretrained.load_pretrained("bilinear").model.state_dict
     image, labels = _task(classes=classes, channels=channels)
-    trainer = Trainer([(image, labels)], None, _tc(steps=1))
+    trainer = Trainer([(image, labels)], None, _tc(steps=1, start="pretrained-features"))
     cfg = trainer.model_config
     assert (cfg.in_channels, cfg.num_classes) == (channels, classes)
     state = trainer.model.state_dict()
@@ -250,7 +251,8 @@ def test_fine_tune_keeps_the_starts_batch_norm_statistics_and_lowers_its_lr():
     import torch
 
     image, labels = _task(size=48)
-    trainer = Trainer([(image, labels)], None, _tc(steps=3, patch_size=32))
+    trainer = Trainer([(image, labels)], None, _tc(steps=3, patch_size=32,
+                                                   start="pretrained-features"))
     assert trainer.pretrained is not None
     before = trainer.model.state_dict()["encoder.0.1.running_mean"].clone()
     _, model = _drain(trainer.run())
@@ -259,7 +261,34 @@ def test_fine_tune_keeps_the_starts_batch_norm_statistics_and_lowers_its_lr():
     tc = trainer.train_config
     assert scales[-1] <= 1.0 and scales[0] < tc.start_lr / tc.lr + 1e-12
     loose = Trainer([(image, labels)], None, _tc(steps=3, patch_size=32, freeze_norm=False,
-                                                 start_lr=None))
+                                                 start_lr=None, start="pretrained-features"))
     _drain(loose.run())
     assert not torch.equal(loose.model.state_dict()["encoder.0.1.running_mean"], before)
     assert [g["lr_scale"] for g in loose._opt_groups] == [1.0]
+
+
+def test_default_start_uses_the_prior_only_where_it_fits_the_strokes():
+    """``start="pretrained"``: nuclei strokes adopt the pretrained object head; a task
+    with 3 classes, or strokes the object head does not fit (noise), trains from the
+    same random weights as ``"scratch"`` and says why."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench import datasets, strokes
+
+    _shipped()
+    image, truth = next((i, t) for n, i, t in datasets.bbbc007_pairs("eval") if n == "A9_p7d")
+    image, truth = image[100:228, 100:228], truth[100:228, 100:228]
+    nuclei = Trainer([(image, strokes.gap_strokes(truth, seed=0))], None, _tc(patch_size=64))
+    assert nuclei.pretrained is not None and nuclei.head_start.startswith("pretrained object")
+    for classes in (2, 3):
+        noise, labels = _task(classes=classes)
+        auto = Trainer([(noise, labels)], None, _tc())
+        scratch = Trainer([(noise, labels)], None, _tc(start="scratch"))
+        assert auto.pretrained is None
+        assert auto.start_description.startswith("scratch (pretrained prior not used")
+        for k, v in scratch.model.state_dict().items():
+            assert torch.equal(v, auto.model.state_dict()[k]), k

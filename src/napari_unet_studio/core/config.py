@@ -130,13 +130,17 @@ class TrainConfig(_DictConfig):
         strokes stay away from the boundaries (0 = off; see docs/benchmarks.md).
     start : str
         Where the weights start from. ``"pretrained"`` (default): the starting weights
-        shipped with napari-unet-studio, trained on generated scenes and public
-        micrographs (docs/pretraining.md); the output layer is new for your classes and
-        the image channels are mapped onto the pretrained ones. Used when the shipped
-        weights fit the architecture (decoder, depth, width, norm); otherwise training
-        falls back to random weights and says so. ``"scratch"``: random weights. A path
-        to a saved model (``.pt``): start from that model's weights (its architecture
-        and normalisation are used; a new output layer if the classes differ).
+        shipped with napari-unet-studio (trained on generated scenes, public photos and
+        BBBC007 nuclei; docs/pretraining.md) where they fit the task: 2 classes whose
+        strokes the pretrained object/background head already separates (nuclei-like
+        objects on a background); otherwise random weights, and the model record and the
+        first progress message say why. ``"pretrained-features"``: the shipped weights
+        for any task (1-4 channels, any class count, a new output layer); measured worse
+        than random weights on photos. ``"scratch"``: random weights. A path to a saved
+        model (``.pt``): start from that model's weights (its architecture and
+        normalisation; a new output layer if the classes differ). The shipped weights
+        fit the default depth, width and norm (every decoder); other architectures fall
+        back to random weights.
     start_lr : float or None
         With a pretrained or model-file start: peak learning rate of the weights that
         come from the start, while a new output layer trains with ``lr``. Lower than

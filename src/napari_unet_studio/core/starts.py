@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from .checkpoint import TrainedModel
 from .config import ModelConfig, TrainConfig
+from .data import PatchSampler, TrainingData
 from .errors import DataError
 from .pretrained import Pretrained, start_state
 
 __all__ = [
-    "START_CHOICES", "apply_start", "load_init", "param_groups", "resolve_config", "start_kind",
+    "START_CHOICES", "adopt_head", "apply_start", "load_init", "param_groups", "resolve_config",
+    "start_kind",
 ]
 
-START_CHOICES = ("pretrained", "scratch")  # or the path of a model file
+START_CHOICES = ("pretrained", "pretrained-features", "scratch")  # or a model file
 
 
 def start_kind(start: str, init: TrainedModel | None) -> tuple[str, TrainedModel | None]:
@@ -128,6 +131,7 @@ def apply_start(
         return None, f"model file {start}", f"Starting from the model {start}."
     if kind == "scratch":
         return None, "scratch", ""
+    # "pretrained" / "pretrained-features"
     pre, reason = start_state(model, config)
     if pre is None:
         return None, f"scratch ({reason})", f"Starting from random weights: {reason}."
@@ -163,3 +167,21 @@ def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> 
         return [{"params": body, "lr_scale": scale * ADOPTED_BODY_SCALE},
                 {"params": head, "lr_scale": scale}]
     return [{"params": body, "lr_scale": scale}, {"params": head, "lr_scale": 1.0}]
+
+
+def adopt_head(model: torch.nn.Module, pre: Pretrained, data: TrainingData, tc: TrainConfig,
+               device: torch.device) -> str:
+    """Try the pretrained object/background head on 4 batches of painted patches
+    (:func:`~.pretrained.semantic_head`; its own seeded generator, so training's random
+    stream is untouched). Returns the text for ``record["head_start"]``."""
+    from .pretrained import semantic_head
+
+    sampler = PatchSampler(data, tc.patch_size, augment=False, label_fraction=1.0)
+    rng = np.random.default_rng([tc.seed, 2])
+    draws = [sampler.draw(int(tc.batch_size), rng) for _ in range(4)]
+    batches = [(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+               for x, y in draws]
+    kind, score = semantic_head(model, pre, batches)
+    if kind == "new":
+        return f"new (pretrained object head: balanced accuracy {score:.2f} on the strokes)"
+    return f"pretrained object head, {kind} (balanced accuracy {score:.2f} on the strokes)"

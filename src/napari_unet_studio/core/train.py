@@ -25,8 +25,16 @@ from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve
 from .errors import DataError, DeviceError
 from .losses import masked_loss
 from .model import freeze_batch_norm, has_batch_norm, recalibrate_batch_norm
+from .pretrained import SEMANTIC_THRESHOLD
 from .progress import TrainProgress, one_cycle_lr, versions
-from .starts import apply_start, load_init, param_groups, resolve_config, start_kind
+from .starts import (
+    adopt_head,
+    apply_start,
+    load_init,
+    param_groups,
+    resolve_config,
+    start_kind,
+)
 
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
 
@@ -120,6 +128,7 @@ class Trainer:
             model = build_model(self.model_config)
         if init is not None:
             load_init(model, init, reinit_head)
+        random_state = {k: v.clone() for k, v in model.state_dict().items()}
         self.pretrained, self.start_description, self._start_message = apply_start(
             model, self.model_config, self._start_kind, start)
         # which weights came from a start (pretrained or a file): they train at start_lr
@@ -130,9 +139,11 @@ class Trainer:
         self._frozen_norm = bool(tc.freeze_norm) and self._started_from != "none"
         self.head_start = "new"
         if self.pretrained is not None and pretrained_head and self.model_config.num_classes == 2:
-            self.head_start = self._pretrained_head()
+            self.head_start = adopt_head(self.model, self.pretrained, self._data, tc, self.device)
             if self.head_start.startswith("pretrained"):
                 self._started_from = "adopted"
+        if self.pretrained and start == "pretrained" and self._started_from != "adopted":
+            self._prior_does_not_fit(random_state)
         self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
         self._init_record = dict(init.record) if init else None
@@ -143,37 +154,28 @@ class Trainer:
         self._resume.set()
         self._pending: list | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
-        self._best_loss = math.inf
-        self._best_step = 0
-        self._step = 0
-        self._last_loss = math.nan
-        self._elapsed = 0.0
-        self._batch_size = int(tc.batch_size)
+        self._best_loss, self._best_step, self._step = math.inf, 0, 0
+        self._last_loss, self._elapsed = math.nan, 0.0
+        self._batch_size, self._threads, self._started = int(tc.batch_size), threads, False
         self._runtime: dict[str, object] = {}
-        self._started = False
-        self._threads = threads
-        self._lr_frac = 0.0  # learning rate of the last step / peak
-        self._best_lr_frac = 0.0
+        self._lr_frac = self._best_lr_frac = 0.0  # learning rate of the last step / peak
 
     # ------------------------------------------------------------------ set-up
+    def _prior_does_not_fit(self, random_state: dict[str, torch.Tensor]) -> None:
+        """Back to random weights: the object prior does not fit (docs/pretraining.md)."""
+        why = ("the task has more than 2 classes" if self.model_config.num_classes != 2 else
+               self.head_start.removeprefix("new (").rstrip(")") + f" < {SEMANTIC_THRESHOLD}")
+        self.model.load_state_dict(random_state)
+        self.pretrained, self._started_from, self._frozen_norm = None, "none", False
+        self.head_start = "new"
+        self.start_description = f"scratch (pretrained prior not used: {why})"
+        self._start_message = (f"Starting from random weights: the pretrained prior does not "
+                               f"fit this task ({why}).")
+
     def _train_mode(self) -> None:
         self.model.train()
         if self._frozen_norm:
             freeze_batch_norm(self.model)
-
-    def _pretrained_head(self) -> str:
-        from .pretrained import semantic_head
-
-        tc = self.train_config
-        sampler = PatchSampler(self._data, tc.patch_size, augment=False, label_fraction=1.0)
-        rng = np.random.default_rng([tc.seed, 2])
-        draws = [sampler.draw(int(tc.batch_size), rng) for _ in range(4)]
-        batches = [(torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device))
-                   for x, y in draws]
-        kind, score = semantic_head(self.model, self.pretrained, batches)
-        if kind == "new":
-            return f"new (pretrained object head: balanced accuracy {score:.2f} on the strokes)"
-        return f"pretrained object head, {kind} (balanced accuracy {score:.2f} on the strokes)"
 
     def _training_sampler(self, data: TrainingData) -> PatchSampler:
         tc = self.train_config
