@@ -166,6 +166,8 @@ class TrainedModel:
             lines.append(f"  continued:   from {r['init_from']}")
         if r.get("start"):
             lines.append(f"  start:       {r['start']}")
+        if r.get("head_start", "new") != "new":
+            lines.append(f"  head:        {r['head_start']}")
         pre = r.get("pretrained")
         if isinstance(pre, dict):
             data = [str(d.get("name", d)) if isinstance(d, dict) else str(d)

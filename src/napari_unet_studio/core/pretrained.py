@@ -310,9 +310,12 @@ def provenance_text(directory: str | Path | None = None) -> str:
         "  architecture: " + ", ".join(f"{k} {v}" for k, v in arch.items()),
         "  decoders:     " + ", ".join(sorted(m["files"])),
     ]
-    for key in ("date", "commit", "script", "command", "steps", "seconds", "threads"):
+    for key in ("date", "commit", "script", "command", "steps", "seconds", "threads",
+                "total_steps"):
         if key in p:
             lines.append(f"  {key + ':':<13} {p[key]}")
+    for stage in p.get("stages", []):
+        lines.append(f"  stage:        {stage}")
     for item in p.get("data", []):
         if isinstance(item, dict):
             text = ", ".join(f"{k} {v}" for k, v in item.items() if k != "name")
