@@ -146,8 +146,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
-    from . import _api
-    from .core.config import TileConfig
+    from . import TileConfig, _api
 
     model = _api.load_model(args.model)
     image = _read_tiff(args.image, lazy=True)
@@ -173,7 +172,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_decoders(_args: argparse.Namespace) -> int:
-    from .core.decoders import describe_decoders
+    from . import describe_decoders
 
     items = list(describe_decoders())
     width = max((len(name) for name, _ in items), default=0)
