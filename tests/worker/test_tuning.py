@@ -1,4 +1,4 @@
-"""The worker's CPU choices: the thread-count tuner and the preview tiles."""
+"""Worker decisions without a process: thread tuning, preview tiles, broken GPUs."""
 
 from __future__ import annotations
 
@@ -81,3 +81,13 @@ def test_previews_use_one_tile_up_to_1024_pixels():
     assert preview_tile((40, 44), 1).tile == 48
     big = preview_tile((2048, 1500), 1)
     assert (big.tile, big.overlap) == (512, 0.125)
+
+
+def test_gpu_errors_that_break_the_device_restart_the_worker():
+    from napari_unet_studio.worker.server import device_broken
+
+    assert device_broken(RuntimeError("CUDA error: device-side assert triggered"))
+    assert device_broken(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert not device_broken(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not device_broken(ValueError("CUDA error"))  # not from torch
+    assert not device_broken(RuntimeError("shapes do not match"))

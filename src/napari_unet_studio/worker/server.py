@@ -40,6 +40,14 @@ def user_message(exc: BaseException, doing: str) -> str:
     return f"{doing} failed with an unexpected error ({type(exc).__name__}: {first})."
 
 
+def device_broken(exc: BaseException) -> bool:
+    """True for GPU errors after which the CUDA context is unusable (not out of memory)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and "out of memory" not in text.lower() and any(
+        key in text for key in ("CUDA error", "device-side assert", "cuDNN error",
+                                "CUBLAS_STATUS", "illegal memory access"))
+
+
 def model_ref(model: Any, path: str | Path) -> ModelRef:
     """Describe a saved ``TrainedModel`` without torch for the napari process."""
     record = to_plain(dict(model.record))
@@ -224,14 +232,22 @@ class Task(threading.Thread):
         self.server.event(self.job_id, kind, payload)
 
     def run(self) -> None:
+        fatal = False
         try:
             self.event(DONE, self.work())
         except Exception as exc:  # noqa: BLE001 - every failure must reach the GUI
-            self.event(ERROR, WorkerError("error", user_message(exc, self.doing),
-                                          self.best_on_error(), traceback.format_exc()))
+            message = user_message(exc, self.doing)
+            fatal = device_broken(exc)
+            if fatal:
+                message += (" The GPU reported an error it may not recover from, so the "
+                            "training engine restarts for the next job.")
+            self.event(ERROR, WorkerError("error", message, self.best_on_error(),
+                                          traceback.format_exc()))
         finally:
             self.cleanup()
             self.server.finished(self.job_id)
+        if fatal:  # a CUDA context in an error state stays broken: start afresh
+            self.server.exit(5)
 
     def work(self) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
