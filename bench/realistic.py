@@ -172,6 +172,12 @@ def run_case(name: str, seed: int, methods: list[str], args: argparse.Namespace)
 
 
 # ----------------------------------------------------------------------------- table
+def fell_back(row: dict) -> bool:
+    """A non-scratch start that the engine replaced by random weights (its record says so)."""
+    start = row["method"].partition(":")[0]
+    return start != "scratch" and str(row.get("start_used", "")).startswith("scratch")
+
+
 def table(rows: list[dict], methods: list[str], markdown: bool = False) -> str:
     """Per case and seed: coverage, each method's score (steps), goal checks."""
     unets = [m for m in methods if m != "forest"]
@@ -196,7 +202,7 @@ def table(rows: list[dict], methods: list[str], markdown: bool = False) -> str:
             v = f"{r['miou']:.3f}" + (f" / {r['fg']:.3f}" if "fg" in r else "")
             if m != "forest":
                 v += f" ({r['steps']})"
-                if "no pretrained" in str(r.get("start_used", "")):
+                if fell_back(r):
                     v += " [fell back to scratch]"
             cells.append(v)
         if "forest" in by:
@@ -266,7 +272,7 @@ def decoder_table(rows: list[dict]) -> str:
         for d in decoders:
             r = by.get(d)
             cells.append("-" if r is None else f"{r[metric]:.3f}" + (
-                " [scratch]" if "no pretrained" in str(r.get("start_used", "")) else ""))
+                " [scratch]" if fell_back(r) else ""))
         best = max(by, key=lambda d: by[d][metric])
         cells.append(f"{best} ({metric})")
         out.append("| " + " | ".join(cells) + " |")
