@@ -179,7 +179,7 @@ else:
     client.start()
 while client.info() is None:
     time.sleep(0.05)
-print(client.pid, flush=True)
+print(client.pid, client.session_dir, flush=True)
 time.sleep(120)
 """
 
@@ -192,11 +192,16 @@ def test_worker_exits_when_its_parent_is_killed(where, tmp_path):
     parent = subprocess.Popen([sys.executable, str(script), where], stdout=subprocess.PIPE,
                               text=True)
     try:
-        line = parent.stdout.readline()
-        worker = int(line)
+        pid, session = parent.stdout.readline().split()
+        worker = int(pid)
+        assert os.path.isdir(session)
         parent.kill()
         parent.wait(10)
         assert pid_gone(worker, timeout=5.0)
+        end = time.monotonic() + 5  # the worker removed the dead parent's session folder
+        while os.path.exists(session) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert not os.path.exists(session)
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -10,30 +10,46 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 
 
-def _die_with_parent(parent_pid: int, use_pdeathsig: bool) -> None:
+def _orphaned(parent_pid: int, session_dir: str) -> None:
+    """The napari process is gone: remove its session folder (nobody can use it) and exit.
+
+    Its shared-memory blocks are removed by its resource tracker.
+    """
+    from .server import parent_died
+
+    if parent_died(parent_pid):
+        shutil.rmtree(session_dir, ignore_errors=True)
+    os._exit(3)
+
+
+def _die_with_parent(parent_pid: int, use_pdeathsig: bool, session_dir: str) -> None:
     """Exit when the parent goes away (Linux signal + a watchdog thread everywhere)."""
     if use_pdeathsig and sys.platform.startswith("linux"):
         try:
             import ctypes
             import signal
 
+            # SIGTERM, not SIGKILL: the handler removes the session folder first; a
+            # SIGTERM from anyone else while the parent lives only ends the worker
+            signal.signal(signal.SIGTERM, lambda *_: _orphaned(parent_pid, session_dir))
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError, ValueError):
             pass
     if os.getppid() != parent_pid:  # the parent died before we got here
-        os._exit(3)
+        _orphaned(parent_pid, session_dir)
 
     def watch() -> None:
         while True:
             time.sleep(0.25)
             if os.getppid() != parent_pid:
-                os._exit(3)
+                _orphaned(parent_pid, session_dir)
 
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
 
@@ -66,7 +82,7 @@ def main() -> int:
     except (ValueError, OSError, AttributeError):
         pass
     _lower_priority(int(cfg.get("nice") or 0))
-    _die_with_parent(int(cfg["parent_pid"]), bool(cfg.get("pdeathsig")))
+    _die_with_parent(int(cfg["parent_pid"]), bool(cfg.get("pdeathsig")), cfg["session_dir"])
     from multiprocessing.connection import Listener
 
     authkey = bytes.fromhex(cfg["authkey"])

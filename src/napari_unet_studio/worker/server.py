@@ -40,6 +40,15 @@ def user_message(exc: BaseException, doing: str) -> str:
     return f"{doing} failed with an unexpected error ({type(exc).__name__}: {first})."
 
 
+def parent_died(parent_pid: int, wait: float = 1.0) -> bool:
+    """Whether the parent died (the socket closing or PDEATHSIG come before the kernel
+    shows the new parent in ``getppid()``, so wait up to ``wait`` seconds for it)."""
+    end = time.monotonic() + wait
+    while os.getppid() == parent_pid and time.monotonic() < end:
+        time.sleep(0.02)
+    return os.getppid() != parent_pid
+
+
 def device_broken(exc: BaseException) -> bool:
     """True for GPU errors after which the CUDA context is unusable (not out of memory)."""
     text = str(exc)
@@ -72,6 +81,7 @@ class Server:
                  paint_threads: int | None = None) -> None:
         self.conn = conn
         self.session = Path(session_dir)
+        self.parent_pid = os.getppid()
         self.threads = threads
         self.paint_threads = paint_threads
         self._send_lock = threading.Lock()
@@ -94,12 +104,19 @@ class Server:
     def event(self, job_id: int, kind: str, payload: Any) -> None:
         self.send(("event", job_id, kind, payload))
 
-    def exit(self, code: int = 0) -> None:
-        """Stop everything and leave at once (threads are not waited for)."""
+    def exit(self, code: int = 0, parent_gone: bool = False) -> None:
+        """Stop everything and leave at once (threads are not waited for).
+
+        ``parent_gone``: napari died, nobody can use the session folder: remove it.
+        """
         for task in list(self.tasks.values()):
             task.stop()
         for block in list(self.owned.values()):
             block.close()
+        if parent_gone:
+            import shutil
+
+            shutil.rmtree(self.session, ignore_errors=True)
         os._exit(code)
 
     def load(self, path: str) -> Any:
@@ -183,7 +200,7 @@ class Server:
             try:
                 msg = self.conn.recv()
             except (EOFError, OSError):
-                self.exit(0)
+                self.exit(0, parent_gone=parent_died(self.parent_pid))
             self.dispatch(msg)
 
     def dispatch(self, msg: tuple) -> None:
