@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -179,6 +180,11 @@ def test_load_and_save(client, tmp_path, monkeypatch):
     kind, loaded = final(wait(client.load_model(str(target))))
     assert kind == "done" and loaded.config == ref.config
     assert loaded.record["steps"] == 2 and loaded.path == str(target)
+    # class names given in the dock after training are written into the saved file
+    named = dataclasses.replace(ref, class_names=["cytoplasm", "nucleus"])
+    assert final(wait(client.save_model(named, str(tmp_path / "named.pt"))))[0] == "done"
+    kind, reloaded = final(wait(client.load_model(str(tmp_path / "named.pt"))))
+    assert kind == "done" and reloaded.class_names == ["cytoplasm", "nucleus"]
     monkeypatch.chdir(tmp_path)  # relative paths are the user's, not the worker's
     kind, rel = final(wait(client.save_model(ref, "relative.pt")))
     assert kind == "done" and rel == str(tmp_path / "relative.pt")
@@ -218,3 +224,11 @@ def test_big_previews_come_through_shared_memory_and_are_released(client):
     while set(os.listdir("/dev/shm")) - before and time.monotonic() < end:
         time.sleep(0.05)  # the release messages reach the worker
     assert not set(os.listdir("/dev/shm")) - before
+
+
+def test_crash_message_says_whether_a_best_model_was_kept():
+    from napari_unet_studio.worker.protocol import crash_message
+
+    kept, none = crash_message(-9, best_kept=True), crash_message(-9, best_kept=False)
+    assert "best model so far is kept" in kept and "SIGKILL" in kept
+    assert "best model" not in none and "labels are safe" in none

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
@@ -349,12 +350,18 @@ class WorkerClient:
             if self._info is None:  # it never said hello: e.g. torch failed to import
                 self._fail_jobs("start-failed", start_failed_message(self._log_tail()), detail)
             else:
-                self._fail_jobs("crashed", crash_message(code), detail)
+                self._fail_jobs(
+                    "crashed", lambda job: crash_message(code, job.best is not None), detail
+                )
 
-    def _fail_jobs(self, kind: str, message: str, detail: str) -> None:
+    def _fail_jobs(
+        self, kind: str, message: str | Callable[[Job], str], detail: str
+    ) -> None:
+        """End every running job with one ``WorkerError``; ``message`` may depend on the job."""
         jobs, self._jobs = list(self._jobs.values()), {}
         for job in jobs:
-            job._push(ERROR, WorkerError(kind, message, job.best, detail))
+            text = message(job) if callable(message) else message
+            job._push(ERROR, WorkerError(kind, text, job.best, detail))
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """End the worker (within ``timeout`` s), its jobs and the session folder."""

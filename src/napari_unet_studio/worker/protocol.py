@@ -149,11 +149,15 @@ def describe_exit(returncode: int | None) -> str:
     return f"it exited with code {returncode}"
 
 
-def crash_message(returncode: int | None) -> str:
-    """The notification shown when the worker died during a job."""
+def crash_message(returncode: int | None, best_kept: bool = True) -> str:
+    """The notification shown when the worker died during a job.
+
+    ``best_kept``: a crash-safe copy of the best model so far exists (training only).
+    """
+    kept = "; the best model so far is kept" if best_kept else ""
     return (
         f"The training engine stopped unexpectedly ({describe_exit(returncode)}). "
-        "Your painted labels are safe; the best model so far is kept. "
+        f"Your painted labels are safe{kept}. "
         "Press Train to start again (a smaller patch size, batch size or image uses "
         "less memory)."
     )

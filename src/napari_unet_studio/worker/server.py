@@ -9,6 +9,7 @@ labels reach a running job between two training steps.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import threading
@@ -295,7 +296,12 @@ class SaveTask(Task):
         self.ref, self.path = ref, str(path)
 
     def work(self) -> str:
-        self.server.load(self.ref.path).save(self.path)
+        model = self.server.load(self.ref.path)
+        if self.ref.class_names and list(self.ref.class_names) != model.class_names:
+            # names the user gave in the dock after training belong in the saved file
+            record = {**model.record, "class_names": list(self.ref.class_names)}
+            model = dataclasses.replace(model, record=record)
+        model.save(self.path)
         return self.path
 
 
