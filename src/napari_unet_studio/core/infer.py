@@ -24,6 +24,7 @@ from .config import ModelConfig, TileConfig
 from .data import MAX_CHANNELS, apply_stats, plane_stats
 from .device import amp_dtype, prepare_runtime, resolve_device
 from .errors import DataError
+from .progress import run_to_end
 
 __all__ = [
     "PredictProgress",
@@ -371,9 +372,4 @@ def iter_predict(
 
 def predict_image(model: TrainedModel, image: Any, **kwargs: Any) -> PredictResult:
     """Non-generator wrapper of :func:`iter_predict` (same keyword arguments)."""
-    gen = iter_predict(model, image, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as fin:
-            return fin.value
+    return run_to_end(iter_predict(model, image, **kwargs))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["TrainProgress", "one_cycle_lr", "package_version", "versions"]
+__all__ = ["TrainProgress", "one_cycle_lr", "package_version", "run_to_end", "versions"]
 
 
 @dataclass
@@ -85,3 +87,12 @@ def versions() -> dict[str, str]:
 
     return {"napari-unet-studio": package_version(), "torch": torch.__version__,
             "numpy": np.__version__}
+
+
+def run_to_end(gen: Generator[Any, Any, Any]) -> Any:
+    """Exhaust a progress generator (its reports are dropped) and return its return value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as fin:
+            return fin.value

@@ -26,7 +26,7 @@ from .errors import DataError, DeviceError
 from .losses import masked_loss
 from .model import freeze_batch_norm, has_batch_norm, recalibrate_batch_norm
 from .pretrained import SEMANTIC_THRESHOLD
-from .progress import TrainProgress, one_cycle_lr, versions
+from .progress import TrainProgress, one_cycle_lr, run_to_end, versions
 from .starts import (
     adopt_head,
     apply_start,
@@ -478,13 +478,10 @@ class Trainer:
         else:
             net = self.model.eval()
         try:
-            gen = iter_predict_module(net, self.model_config, self.normalization, image,
-                                      tile=tile, device=self.device, stop=stop)
-            while True:
-                try:
-                    next(gen)
-                except StopIteration as fin:
-                    return None if fin.value.cancelled else fin.value.labels
+            result = run_to_end(iter_predict_module(
+                net, self.model_config, self.normalization, image,
+                tile=tile, device=self.device, stop=stop))
+            return None if result.cancelled else result.labels
         finally:
             if was_training:
                 self._train_mode()

@@ -231,16 +231,12 @@ class TrainTask(Task):
             torch.set_num_threads(target)
 
     def _final_preview(self, model: Any, plane: np.ndarray, device: Any) -> np.ndarray | None:
-        from ..core.infer import iter_predict
+        from ..core.infer import predict_image
 
         tile = preview_tile(np.shape(plane), model.config.in_channels)
-        gen = iter_predict(model, plane, tile=tile, device=str(device), stop=self.cancel,
-                           threads=self.server.threads or self.server.preferred_threads)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as fin:
-                return None if fin.value.cancelled else np.asarray(fin.value.labels)
+        result = predict_image(model, plane, tile=tile, device=str(device), stop=self.cancel,
+                               threads=self.server.threads or self.server.preferred_threads)
+        return None if result.cancelled else np.asarray(result.labels)
 
     def _save_best(self, model: Any) -> None:
         path = self.server.session / f"train-{self.job_id}-best.pt"
