@@ -471,12 +471,31 @@ class WorkerClient:
     def predict(self, model: ModelRef, image: np.ndarray, *, tile: dict | None = None,
                 probabilities: bool = False, device: str = "auto", slices: Any = None) -> Job:
         """Tiled prediction; events: progress, then done ``{"labels", ...}``."""
-        job = self._new_job("predict")
-        block = SharedArray(np.asarray(image))
-        job._blocks.append(block)
-        spec = {"model": model, "image": block.desc, "tile": tile,
-                "probabilities": bool(probabilities), "device": device, "slices": slices}
-        self._submit(job, ("predict", job.id, spec))
+        spec = {"model": model, "tile": tile, "probabilities": bool(probabilities),
+                "device": device, "slices": slices}
+        return self.submit("predict", spec, {"image": image})
+
+    def submit(self, kind: str, spec: dict, arrays: dict[str, np.ndarray] | None = None) -> Job:
+        """Start a job of a kind registered in :data:`~napari_unet_studio.worker.server.TASKS`.
+
+        Parameters
+        ----------
+        kind : str
+            The job kind (the worker's ``TASKS`` key).
+        spec : dict
+            Plain, picklable settings of the job (small: no large arrays).
+        arrays : dict, optional
+            Arrays sent through shared memory; the task finds each one's descriptor under
+            the same key in ``spec`` (open it with :func:`~napari_unet_studio.worker.shm.attach`).
+            The blocks are released when the job ends.
+        """
+        job = self._new_job(kind)
+        spec = dict(spec)
+        for key, arr in (arrays or {}).items():
+            block = SharedArray(np.asarray(arr))
+            job._blocks.append(block)
+            spec[key] = block.desc
+        self._submit(job, (kind, job.id, spec))
         if job._terminal:
             job._release()
         return job

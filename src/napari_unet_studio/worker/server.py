@@ -26,6 +26,25 @@ from .shm import SharedArray, attach, detach, pack
 WARMUP_ENV = "NAPARI_UNET_STUDIO_WORKER_WARMUP"  # "0": no warm-up training at start
 WARMUP_WAIT_S = 30.0  # a job waits at most this long for the warm-up to end
 
+#: The one registry of job kinds: message name -> ``"module:Class"`` of its
+#: :class:`Task` (relative to this package, imported on first use). A new kind of job is
+#: a ``Task`` subclass in a module of its own, one line here, and a client method that
+#: calls :meth:`WorkerClient.submit <napari_unet_studio.worker.client.WorkerClient.submit>`.
+TASKS: dict[str, str] = {
+    "train": ".train_task:TrainTask",
+    "predict": ".server:PredictTask",
+    "load": ".server:LoadTask",
+    "save": ".server:SaveTask",
+}
+
+
+def task_class(kind: str) -> type[Task]:
+    """The :class:`Task` class registered for ``kind`` in :data:`TASKS`."""
+    import importlib
+
+    module, _, name = TASKS[kind].partition(":")
+    return getattr(importlib.import_module(module, __package__), name)
+
 
 def user_message(exc: BaseException, doing: str) -> str:
     """Plain-language text for a failure inside the worker."""
@@ -212,12 +231,8 @@ class Server:
             block = self.owned.pop(msg[1], None)
             if block is not None:
                 block.close()
-        elif op in ("train", "predict", "load", "save"):
-            from .train_task import TrainTask
-
-            cls = {"train": TrainTask, "predict": PredictTask,
-                   "load": LoadTask, "save": SaveTask}[op]
-            task = cls(self, msg[1], *msg[2:])
+        elif op in TASKS:
+            task = task_class(op)(self, msg[1], *msg[2:])
             self.tasks[msg[1]] = task
             task.start()
         else:
