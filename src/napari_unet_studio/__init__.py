@@ -32,12 +32,21 @@ _LAZY: dict[str, str] = {
     "load_model": "._api",
     "save_model": "._api",
     "TrainedModel": ".core.checkpoint",
+    "predict_store": ".bigdata.runner",
+    "iter_predict_store": ".bigdata.runner",
+    "open_image": ".io.zarr_io",
+    "ObjectSettings": ".objects.instances",
+    "find_instances": ".objects.instances",
+    "measure_objects": ".objects.instances",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._api import load_model, predict, save_model, train
+    from .bigdata.runner import iter_predict_store, predict_store
+    from .io.zarr_io import open_image
+    from .objects.instances import ObjectSettings, find_instances, measure_objects
     from .core.checkpoint import TrainedModel
     from .core.config import ModelConfig, TileConfig, TrainConfig
     from .core.decoders import describe_decoders, list_decoders
