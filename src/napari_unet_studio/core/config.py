@@ -61,6 +61,10 @@ class ModelConfig(_DictConfig):
         ``"batch"``, ``"instance"``, ``"group"`` or ``"none"``.
     dims : int
         2 for images (Y, X), 3 for volumes (Z, Y, X).
+    spacing : tuple of float or None
+        3D only: voxel size (Z, Y, X) in any unit. When z is much coarser than y/x the
+        first levels pool (and upsample) only in y/x (:mod:`~.anisotropy`); ``None``:
+        isotropic, 2x on every axis at every level.
     in_channels : int
         Image channels (1 for grayscale, 3 for RGB).
     num_classes : int
@@ -79,10 +83,18 @@ class ModelConfig(_DictConfig):
     in_channels: int = 1
     num_classes: int = 2
     progressive: bool = True
+    spacing: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {self.dims}")
+        if self.spacing is not None:
+            if self.dims != 3:
+                raise ValueError("spacing is for 3D models (dims=3)")
+            values = tuple(float(v) for v in self.spacing)
+            if len(values) != 3 or not all(v > 0 and v < float("inf") for v in values):
+                raise ValueError(f"spacing needs 3 positive numbers (Z, Y, X), got {self.spacing}")
+            object.__setattr__(self, "spacing", values)
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if not 1 <= int(self.depth) <= 6:

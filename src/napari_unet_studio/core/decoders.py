@@ -54,6 +54,8 @@ __all__ = [
     "pixel_shuffle_nd",
     "fit_to_size",
     "conv_nd",
+    "axis_factors",
+    "split_levels",
 ]
 
 
@@ -125,6 +127,39 @@ def describe_decoders() -> list[tuple[str, str]]:
 def conv_nd(dims: int) -> type[nn.Module]:
     """``nn.Conv2d`` or ``nn.Conv3d``."""
     return {2: nn.Conv2d, 3: nn.Conv3d}[dims]
+
+
+def axis_factors(factor: int | Sequence[int], dims: int) -> tuple[int, ...]:
+    """Per-axis upsampling factors: an int is used on every axis.
+
+    Anisotropic volumes (z much coarser than y/x) pool and upsample their first levels
+    in y/x only, e.g. ``(1, 2, 2)`` (see :mod:`~napari_unet_studio.core.anisotropy`).
+
+    Raises
+    ------
+    ValueError
+        Wrong length, or a factor that is not a power of two.
+    """
+    factors = (int(factor),) * dims if isinstance(factor, int) else tuple(int(f) for f in factor)
+    if len(factors) != dims:
+        raise ValueError(f"need {dims} factors, got {factor}")
+    for f in factors:
+        if f < 1 or f & (f - 1):
+            raise ValueError(f"factor must be a power of two, got {factor}")
+    return factors
+
+
+def split_levels(factors: Sequence[int], steps: int) -> list[tuple[int, ...]]:
+    """Split total per-axis factors into ``steps`` levels of 1 or 2, deepest first.
+
+    An axis with total factor ``2**n`` is upsampled in the ``n`` deepest levels: the
+    pattern of :func:`~napari_unet_studio.core.anisotropy.pool_factors`, where a coarse
+    axis is pooled only once the others have caught up with its spacing.
+    """
+    logs = [int(math.log2(f)) for f in factors]
+    if max(logs, default=0) > steps:
+        raise ValueError(f"factors {tuple(factors)} need more than {steps} levels")
+    return [tuple(2 if i < n else 1 for n in logs) for i in range(steps)]
 
 
 def fit_to_size(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -206,23 +241,25 @@ def nearest_reverse_map(
     return x
 
 
-def pixel_shuffle_nd(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Rearrange ``(N, C*r**d, *s)`` into ``(N, C, *(s*r))`` for d = 2 or 3.
+def pixel_shuffle_nd(x: torch.Tensor, r: int | Sequence[int]) -> torch.Tensor:
+    """Rearrange ``(N, C*prod(r), *s)`` into ``(N, C, *(s*r))`` for d = 2 or 3.
 
-    For 2D this equals :func:`torch.nn.functional.pixel_shuffle`; channel
-    ``c * r**d + k`` lands at sub-position ``k`` (row-major over the ``d`` offsets)
+    ``r`` is one factor for every axis or one per axis (e.g. ``(1, 2, 2)``). For 2D
+    and an int this equals :func:`torch.nn.functional.pixel_shuffle`; channel
+    ``c * prod(r) + k`` lands at sub-position ``k`` (row-major over the ``d`` offsets)
     of output channel ``c``.
     """
     n, c, *spatial = x.shape
     d = len(spatial)
-    out_c = c // r**d
-    x = x.reshape(n, out_c, *([r] * d), *spatial)
+    rs = [int(r)] * d if isinstance(r, int) else [int(v) for v in r]
+    out_c = c // math.prod(rs)
+    x = x.reshape(n, out_c, *rs, *spatial)
     # (n, oc, r1..rd, s1..sd) -> (n, oc, s1, r1, s2, r2, ...)
     perm = [0, 1]
     for i in range(d):
         perm += [2 + d + i, 2 + i]
     x = x.permute(*perm)
-    return x.reshape(n, out_c, *[s * r for s in spatial])
+    return x.reshape(n, out_c, *[s * f for s, f in zip(spatial, rs)])
 
 
 # --------------------------------------------------------------------------- base class
@@ -235,12 +272,17 @@ class Upsampler(nn.Module):
         Channels before and after upsampling.
     dims : int
         2 or 3 spatial dimensions.
-    factor : int
-        Nominal upsampling factor (2 for a U-Net step, ``2**depth`` for one-shot).
+    factor : int or sequence of int
+        Nominal upsampling factor (2 for a U-Net step, ``2**depth`` for one-shot), or
+        one power of two per axis (e.g. ``(1, 2, 2)``: y/x only, for anisotropic
+        volumes). ``self.factors`` holds the per-axis form.
     level_channels : sequence of int, optional
-        Channels of the encoder maps at each of the ``log2(factor)`` levels crossed,
-        deepest first (default: ``out_channels`` at every level). Only decoders that
-        reuse encoder state (``unpool``) need it.
+        Channels of the encoder maps at each of the levels crossed (``log2`` of the
+        largest factor), deepest first (default: ``out_channels`` at every level). Only
+        decoders that reuse encoder state (``unpool``) need it.
+    level_factors : sequence of sequence of int, optional
+        Per-axis factor of each level crossed, deepest first (default:
+        :func:`split_levels`). Only ``unpool`` uses it.
     """
 
     name: str = ""
@@ -250,22 +292,27 @@ class Upsampler(nn.Module):
         in_channels: int,
         out_channels: int,
         dims: int = 2,
-        factor: int = 2,
+        factor: int | Sequence[int] = 2,
         level_channels: Sequence[int] | None = None,
+        level_factors: Sequence[Sequence[int]] | None = None,
     ):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {dims}")
-        if factor < 1 or factor & (factor - 1):
-            raise ValueError(f"factor must be a power of two, got {factor}")
+        self.factors = axis_factors(factor, dims)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.dims = dims
-        self.factor = factor
-        steps = int(math.log2(factor))
+        self.factor = factor if isinstance(factor, int) else max(self.factors)
+        steps = int(math.log2(max(self.factors)))
         self.level_channels = list(level_channels or [out_channels] * steps)
         if len(self.level_channels) != steps:
             raise ValueError(f"level_channels needs {steps} entries, got {level_channels}")
+        self.level_factors = ([axis_factors(f, dims) for f in level_factors] if level_factors
+                              else split_levels(self.factors, steps))
+        if len(self.level_factors) != steps or tuple(
+                math.prod(f[a] for f in self.level_factors) for a in range(dims)) != self.factors:
+            raise ValueError(f"level_factors {level_factors} do not multiply to {self.factors}")
 
     def forward(
         self,
@@ -294,8 +341,9 @@ class NearestUp(Upsampler):
     so this equals upsampling first and convolving after, at a fraction of the cost.
     """
 
-    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None):
-        super().__init__(in_channels, out_channels, dims, factor, level_channels)
+    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None,
+                 level_factors=None):
+        super().__init__(in_channels, out_channels, dims, factor, level_channels, level_factors)
         self.proj = conv_nd(dims)(in_channels, out_channels, kernel_size=1)
 
     def forward(self, x, size, indices=None):  # noqa: D102
@@ -314,8 +362,9 @@ class BilinearUp(Upsampler):
     convolution (weights and bias) commutes with it and runs at low resolution.
     """
 
-    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None):
-        super().__init__(in_channels, out_channels, dims, factor, level_channels)
+    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None,
+                 level_factors=None):
+        super().__init__(in_channels, out_channels, dims, factor, level_channels, level_factors)
         self.proj = conv_nd(dims)(in_channels, out_channels, kernel_size=1)
         self.mode = "bilinear" if dims == 2 else "trilinear"
 
@@ -338,8 +387,9 @@ class UnpoolUp(Upsampler):
     once per stored level, with no skip features and no 3x3 convolutions in between.
     """
 
-    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None):
-        super().__init__(in_channels, out_channels, dims, factor, level_channels)
+    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None,
+                 level_factors=None):
+        super().__init__(in_channels, out_channels, dims, factor, level_channels, level_factors)
         conv = conv_nd(dims)
         # a 1x1 projection before each unpooling matches the channels of the map
         # that was pooled at that level; a last one gives ``out_channels``
@@ -364,8 +414,8 @@ class UnpoolUp(Upsampler):
         # each unpooling restores the size the map had before that pooling: the
         # pooled size of the next shallower level, and ``size`` for the last one
         targets = [tuple(idx.shape[2:]) for idx in indices[1:]] + [tuple(size)]
-        for proj, idx, target in zip(self.projs, indices, targets):
-            x = self.unpool(proj(x), idx, kernel_size=2, stride=2, output_size=target)
+        for proj, idx, target, k in zip(self.projs, indices, targets, self.level_factors):
+            x = self.unpool(proj(x), idx, kernel_size=k, stride=k, output_size=target)
         return self.out_proj(x)
 
 
@@ -393,18 +443,19 @@ class TransposedUp(Upsampler):
         dims: int = 2,
         factor: int = 2,
         level_channels: Sequence[int] | None = None,
+        level_factors: Sequence[Sequence[int]] | None = None,
         *,
         kernel_size: int | None = None,
         stride: int | None = None,
         bias: bool = True,
     ):
-        super().__init__(in_channels, out_channels, dims, factor, level_channels)
+        super().__init__(in_channels, out_channels, dims, factor, level_channels, level_factors)
         tconv = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dims]
         self.up = tconv(
             in_channels,
             out_channels,
-            kernel_size=kernel_size or factor,
-            stride=stride or factor,
+            kernel_size=kernel_size or self.factors,
+            stride=stride or self.factors,
             bias=bias,
         )
 
@@ -412,18 +463,20 @@ class TransposedUp(Upsampler):
         return fit_to_size(self.up(x), size)
 
 
-def icnr_(weight: torch.Tensor, r: int, dims: int, init: Callable = nn.init.kaiming_normal_):
-    """ICNR initialisation: every group of ``r**dims`` output channels starts equal.
+def icnr_(weight: torch.Tensor, r: int | Sequence[int], dims: int,
+          init: Callable = nn.init.kaiming_normal_):
+    """ICNR initialisation: every group of ``prod(r)`` output channels starts equal.
 
     Then the pixel shuffle of the convolution's output is, at initialisation, exactly
-    a nearest-neighbour upsampling of a ``1 / r**dims`` as wide convolution: no
-    checkerboard pattern (Aitken et al., 2017).
+    a nearest-neighbour upsampling of a ``1 / prod(r)`` as wide convolution: no
+    checkerboard pattern (Aitken et al., 2017). ``r``: one factor or one per axis.
     """
-    out_c = weight.shape[0] // r**dims
+    n = math.prod(axis_factors(r, dims))
+    out_c = weight.shape[0] // n
     sub = torch.empty((out_c, *weight.shape[1:]), dtype=weight.dtype, device=weight.device)
     init(sub)
     with torch.no_grad():
-        weight.copy_(sub.repeat_interleave(r**dims, dim=0))
+        weight.copy_(sub.repeat_interleave(n, dim=0))
     return weight
 
 
@@ -435,15 +488,15 @@ def icnr_(weight: torch.Tensor, r: int, dims: int, init: Callable = nn.init.kaim
 class PixelShuffleUp(Upsampler):
     """3x3 convolution to ``out * factor**dims`` channels, then a pixel shuffle."""
 
-    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None):
-        super().__init__(in_channels, out_channels, dims, factor, level_channels)
-        self.conv = conv_nd(dims)(
-            in_channels, out_channels * factor**dims, kernel_size=3, padding=1
-        )
-        icnr_(self.conv.weight, factor, dims)
+    def __init__(self, in_channels, out_channels, dims=2, factor=2, level_channels=None,
+                 level_factors=None):
+        super().__init__(in_channels, out_channels, dims, factor, level_channels, level_factors)
+        n = math.prod(self.factors)
+        self.conv = conv_nd(dims)(in_channels, out_channels * n, kernel_size=3, padding=1)
+        icnr_(self.conv.weight, self.factors, dims)
         with torch.no_grad():
             bias = torch.zeros(out_channels)
-            self.conv.bias.copy_(bias.repeat_interleave(factor**dims))
+            self.conv.bias.copy_(bias.repeat_interleave(n))
 
     def forward(self, x, size, indices=None):  # noqa: D102
-        return fit_to_size(pixel_shuffle_nd(self.conv(x), self.factor), size)
+        return fit_to_size(pixel_shuffle_nd(self.conv(x), self.factors), size)

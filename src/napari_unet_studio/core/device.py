@@ -171,12 +171,14 @@ def cuda_batch_size(
     in_channels: int = 1,
     dims: int = 2,
     fraction: float = 0.6,
+    patch_voxels: int | None = None,
 ) -> int:
     """Largest batch size <= ``requested`` that should fit in free CUDA memory.
 
     A rough activation-memory model: a U-Net keeps about ``24 * width`` float32
     values per input pixel for the backward pass (all levels together), plus the
-    input. Non-CUDA devices return ``requested`` unchanged.
+    input. ``patch_voxels`` (3D patches whose z edge differs) replaces
+    ``patch_size**dims``. Non-CUDA devices return ``requested`` unchanged.
     """
     if device.type != "cuda":
         return requested
@@ -184,7 +186,8 @@ def cuda_batch_size(
         free, _total = torch.cuda.mem_get_info(device)
     except RuntimeError:  # pragma: no cover - depends on driver
         return requested
-    per_sample = 4 * patch_size**dims * (24 * width + in_channels)
+    voxels = int(patch_voxels) if patch_voxels else patch_size**dims
+    per_sample = 4 * voxels * (24 * width + in_channels)
     fit = int(free * fraction // max(per_sample, 1))
     return max(1, min(requested, fit))
 
@@ -279,3 +282,43 @@ def prepare_runtime(threads: int | None = None) -> dict[str, object]:
             torch.set_num_threads(target)
         _runtime_state["threads"] = torch.get_num_threads()
         return {k: v for k, v in _runtime_state.items() if k != "default_threads"}
+
+
+# 3D training sizes. CPU: about a minute of training on 2 cores gives a first result
+# (bench/volume3d.py: ~1 s per step of two 48^3 patches, width 8). GPU: the largest cube
+# from _VOLUME_PATCHES whose batch of 2 fits the free memory (cuda_batch_size's model).
+VOLUME_CPU = {"patch_size": 48, "batch_size": 2, "width": 8}
+_VOLUME_PATCHES = (128, 96, 64, 48, 32)
+
+
+def volume_defaults(device: torch.device, *, in_channels: int = 1,
+                    patch_depth_ratio: float = 1.0) -> dict[str, int]:
+    """Patch edge, batch size and width for 3D training on ``device``.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where training runs.
+    in_channels : int
+        Image channels.
+    patch_depth_ratio : float
+        ``pz / py`` of the patch (below 1 for anisotropic volumes, whose patches are
+        thinner in z), so that thinner patches may be wider.
+
+    Returns
+    -------
+    dict
+        ``{"patch_size", "batch_size", "width"}``. CPU: :data:`VOLUME_CPU`. CUDA: width
+        16 and the largest patch of 128, 96, 64, 48, 32 px for which
+        :func:`cuda_batch_size` keeps a batch of at least 2 (at most 4).
+    """
+    if device.type != "cuda":
+        return dict(VOLUME_CPU)
+    width = 16
+    for p in _VOLUME_PATCHES:
+        voxels = int(p**3 * max(0.05, min(1.0, patch_depth_ratio)))
+        batch = cuda_batch_size(device, 4, patch_size=p, width=width, in_channels=in_channels,
+                                dims=3, patch_voxels=voxels)
+        if batch >= 2:
+            return {"patch_size": p, "batch_size": batch, "width": width}
+    return {"patch_size": _VOLUME_PATCHES[-1], "batch_size": 1, "width": width}

@@ -166,8 +166,15 @@ def iter_predict_module(
 ) -> Generator[PredictProgress, None, PredictResult]:
     """Like :func:`iter_predict` but for an already built network (used for previews).
 
-    ``net`` must already be on ``device`` and in eval mode.
+    ``net`` must already be on ``device`` and in eval mode. A 3D model (``config.dims
+    == 3``) predicts the volume in 3D tiles (:mod:`~.volume_infer`).
     """
+    if int(config.dims) == 3:
+        from .volume_infer import iter_predict_volume
+
+        return (yield from iter_predict_volume(
+            net, config, normalization, image, tile=tile, probabilities=probabilities,
+            device=device, slices=slices, stop=stop))
     tile = tile or TileConfig()
     if device is None:
         tensors = [*net.parameters(), *net.buffers()]

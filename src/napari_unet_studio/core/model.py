@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .anisotropy import pool_factors, total_factors
 from .config import ModelConfig
 from .decoders import Upsampler, conv_nd, get_decoder
 
@@ -104,18 +105,29 @@ class UNet(nn.Module):
             + [ConvBlock(ch[lv - 1], ch[lv], dims, norm) for lv in range(1, config.depth + 1)]
         )
         self._pool = {2: F.max_pool2d, 3: F.max_pool3d}[dims]
+        # per-level, per-axis pooling (anisotropy.py): 2 everywhere unless z is coarse
+        self.pools = pool_factors(getattr(config, "spacing", None), config.depth, dims)
         if config.progressive:
             self.decoder = nn.ModuleList(
                 [
-                    UpBlock(info.cls(ch[lv + 1], ch[lv], dims, 2), ch[lv], ch[lv], norm)
+                    UpBlock(info.cls(ch[lv + 1], ch[lv], dims, self._factor(lv)), ch[lv],
+                            ch[lv], norm)
                     for lv in reversed(range(config.depth))
                 ]
             )
             self.oneshot = None
         else:
             self.decoder = nn.ModuleList()
-            self.oneshot = info.cls(ch[-1], ch[0], dims, 2**config.depth, level_channels=ch[-2::-1])
+            total = total_factors(self.pools, dims)
+            self.oneshot = info.cls(ch[-1], ch[0], dims, total if len(set(total)) > 1 else
+                                    2**config.depth, level_channels=ch[-2::-1],
+                                    level_factors=self.pools[::-1])
         self.head = conv_nd(dims)(ch[0], config.num_classes, kernel_size=1)
+
+    def _factor(self, level: int) -> int | tuple[int, ...]:
+        """Pooling after encoder ``level``: 2, or per-axis factors when they differ."""
+        f = self.pools[level]
+        return 2 if all(v == 2 for v in f) else tuple(f)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes, *spatial)`` for an input ``(N, C, *spatial)``."""
@@ -127,16 +139,17 @@ class UNet(nn.Module):
         indices: list[torch.Tensor | None] = []
         for level, block in enumerate(self.encoder):
             if level:
-                if any(s < 2 for s in x.shape[2:]):
+                k = self._factor(level - 1)
+                if any(s < f for s, f in zip(x.shape[2:], self.pools[level - 1])):
                     raise ValueError(
                         f"input too small for depth {self.config.depth}: a spatial size of "
-                        f"at least {2**self.config.depth} pixels is needed"
+                        f"at least {min_input_size(self.config)} pixels is needed"
                     )
                 if self.needs_indices:
-                    x, idx = self._pool(x, 2, 2, return_indices=True)
+                    x, idx = self._pool(x, k, k, return_indices=True)
                     indices.append(idx)
                 else:
-                    x = self._pool(x, 2, 2)
+                    x = self._pool(x, k, k)
             x = block(x)
             skips.append(x)
         skips.pop()  # the bottleneck is not a skip
@@ -163,9 +176,12 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def min_input_size(config: ModelConfig) -> int:
-    """Smallest spatial size (per axis) the model accepts: ``2**depth``."""
-    return 2**config.depth
+def min_input_size(config: ModelConfig) -> int | tuple[int, ...]:
+    """Smallest spatial size (per axis) the model accepts: ``2**depth``, or per axis
+    ``(z, y, x)`` for an anisotropic 3D model (``config.spacing``)."""
+    if getattr(config, "spacing", None) is None:
+        return 2**config.depth
+    return total_factors(pool_factors(config.spacing, config.depth, config.dims), config.dims)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Sequence[int]]:

@@ -116,6 +116,8 @@ def available(directory: str | Path | None = None) -> bool:
 
 def why_not(config: ModelConfig, directory: str | Path | None = None) -> str | None:
     """``None`` if shipped weights fit ``config``; else the reason, in plain words."""
+    if int(config.dims) != 2:
+        return "the shipped pretrained weights are 2D only"
     try:
         m = manifest(directory)
     except PretrainedError as exc:

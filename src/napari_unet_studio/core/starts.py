@@ -85,8 +85,6 @@ def resolve_config(
             f"The model expects {base.in_channels} image channel(s) but the training "
             f"images have {data_c}. Use images like the ones the model was made for."
         )
-    if base.dims != 2:
-        raise DataError("Only 2D models can be trained here (stacks train a 2D model).")
     return base
 
 def load_init(model: torch.nn.Module, init: TrainedModel, reinit_head: bool) -> None:

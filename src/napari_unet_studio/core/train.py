@@ -20,7 +20,7 @@ import torch
 
 from .checkpoint import DEFAULT_NORMALIZATION, TrainedModel, now_iso
 from .config import ModelConfig, TileConfig, TrainConfig
-from .data import PatchSampler, TrainingData, class_weights
+from .data import TrainingData, class_weights
 from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
 from .errors import DataError, DeviceError
 from .losses import masked_loss
@@ -35,6 +35,7 @@ from .starts import (
     resolve_config,
     start_kind,
 )
+from .volume import make_data, make_sampler, volume_setup
 
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
 
@@ -105,7 +106,8 @@ class Trainer:
         self._start_kind, init = start_kind(start, init)
         self.normalization = dict(init.normalization if init else DEFAULT_NORMALIZATION)
         self._rng = np.random.default_rng(tc.seed)
-        self._data = TrainingData(pairs, self.normalization, tc.patch_size, self._rng)
+        self._dims = volume_setup(model_config, arch, init)  # 2D or 3D: (dims, spacing, depth)
+        self._data = make_data(pairs, self.normalization, tc.patch_size, self._rng, *self._dims)
         if arch and init is None:
             base = model_config or ModelConfig(
                 in_channels=int(self._data.in_channels or 1),
@@ -177,9 +179,10 @@ class Trainer:
         if self._frozen_norm:
             freeze_batch_norm(self.model)
 
-    def _training_sampler(self, data: TrainingData) -> PatchSampler:
+    def _training_sampler(self, data: TrainingData) -> Any:
         tc = self.train_config
-        return PatchSampler(data, tc.patch_size, augment=tc.augment, mix=tc.cutmix)
+        return make_sampler(data, tc.patch_size, augment=tc.augment, mix=tc.cutmix,
+                            spacing=self._dims[1], depth=self._dims[2])
 
     def _class_weight_tensor(self, data: TrainingData) -> torch.Tensor:
         k = self.model_config.num_classes
@@ -226,7 +229,8 @@ class Trainer:
         if pairs is None:
             return ""
         try:
-            data = TrainingData(pairs, self.normalization, self.train_config.patch_size, self._rng)
+            data = make_data(pairs, self.normalization, self.train_config.patch_size, self._rng,
+                             *self._dims)
         except DataError as exc:
             return f"New labels not used: {exc}"
         if data.in_channels != self.model_config.in_channels:
@@ -295,7 +299,8 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         self._batch_size = cuda_batch_size(
             self.device, self._batch_size, patch_size=tc.patch_size,
-            width=self.model_config.width, in_channels=self.model_config.in_channels)
+            width=self.model_config.width, in_channels=self.model_config.in_channels,
+            dims=self.model_config.dims, patch_voxels=getattr(self._sampler, "voxels", None))
         message = "" if self._batch_size == tc.batch_size else (
             f"Batch size lowered to {self._batch_size} to fit GPU memory.")
         message = f"{self._start_message} {message}".strip()
@@ -452,8 +457,8 @@ class Trainer:
 
         net = build_model(self.model_config).to(self.device)
         net.load_state_dict(state)
-        sampler = PatchSampler(self._data, self.train_config.patch_size, augment=False,
-                               label_fraction=0.5)
+        sampler = make_sampler(self._data, self.train_config.patch_size, augment=False,
+                               label_fraction=0.5, spacing=self._dims[1], depth=self._dims[2])
         rng = np.random.default_rng([self.train_config.seed, 1])
         draws = (sampler.draw(self._batch_size, rng)[0] for _ in range(batches))
         return recalibrate_batch_norm(net, (torch.from_numpy(x).to(self.device) for x in draws))
