@@ -73,6 +73,8 @@ def train(
     progress: bool = False,
     threads: int | None = None,
     keep_on_interrupt: bool = False,
+    dims: int | None = None,
+    spacing: Sequence[float] | None = None,
     **settings: Any,
 ) -> TrainedModel:
     """Train a U-Net on painted labels and return the trained model.
@@ -113,6 +115,13 @@ def train(
     keep_on_interrupt : bool
         On Ctrl+C after at least one step, return the best model so far (its record
         says ``"interrupted": True``) instead of raising ``KeyboardInterrupt``.
+    dims : {2, 3}, optional
+        3: a 3D U-Net on volumes ``(Z, Y, X)`` (3D patches around the painted voxels;
+        strokes on a few slices are enough). Unless given, the patch size, batch size
+        and width then come from :func:`~napari_unet_studio.core.device.volume_defaults`.
+    spacing : sequence of 3 float, optional
+        3D: voxel size ``(Z, Y, X)``; when z is much coarser the first levels pool only
+        in y/x (:mod:`napari_unet_studio.core.anisotropy`).
     **settings
         Other :class:`TrainConfig` fields, e.g. ``lr=1e-3, patch_size=96``.
 
@@ -123,6 +132,13 @@ def train(
     from .core.train import Trainer
 
     pairs = [(pairs_or_image, labels)] if labels is not None else list(pairs_or_image)
+    if dims is not None or spacing is not None:
+        arch = {**(arch or {}), **({"dims": int(dims)} if dims is not None else {}),
+                **({"spacing": tuple(spacing)} if spacing is not None else {})}
+    if int((arch or {}).get("dims", getattr(model_config, "dims", 2))) == 3:
+        from .core.volume import volume_settings
+
+        arch, settings = volume_settings(arch, settings, model_config, train_config, device)
     tc = train_config_from(train_config, steps=steps, time_limit=time_limit, seed=seed,
                            device=device, start=start, **settings)
     if isinstance(init, (str, os.PathLike)):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._io import read_tiff
+from ._io import read_tiff, tiff_spacing
 
 EXIT_INTERRUPTED = 130
 
@@ -51,8 +51,33 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--cutmix", type=float, metavar="P",
                    help="chance that a training patch gets a square of another patch pasted "
                         "in, with its labels (default 0.5; 0 = off)")
+    t.add_argument("--dims", type=int, choices=[2, 3],
+                   help="2: a 2D model (stacks: slice by slice); 3: a 3D U-Net on volumes "
+                        "(strokes on a few slices are enough). Default: 2 for 2D images; "
+                        "for stacks what the recommendation says (printed)")
+    t.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="3D: voxel size (default: the TIFF's OME/ImageJ metadata, else "
+                        "isotropic); when z is much coarser the first levels pool only in y/x")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return t
+
+
+def choose_dims(args: argparse.Namespace, pairs: list) -> tuple[int, tuple | None, str]:
+    """``--dims`` or the recommendation for the first pair, its spacing, and a line saying
+    what was chosen and why (printed by :func:`run`)."""
+    from ..core.anisotropy import parse_spacing, recommend_dims
+
+    image, labels = pairs[0]
+    spacing = parse_spacing(args.spacing) if args.spacing else tiff_spacing(args.image[0])
+    shape = tuple(getattr(image, "shape", ()))
+    channel_axis = len(shape) == len(getattr(labels, "shape", ())) + 1
+    dims, why = recommend_dims(shape, image, channel_axis=channel_axis, spacing=spacing)
+    if args.dims is not None:
+        note = "" if args.dims == dims else f" (the recommendation was {dims}D: {why})"
+        return args.dims, spacing, f"Training a {args.dims}D model (--dims {args.dims}){note}"
+    if len(shape) - int(channel_axis) < 3:
+        return 2, None, ""
+    return dims, spacing, f"Training a {dims}D model: {why} Use --dims to choose."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             "--labels after each --image."
         )
     pairs = [(read_tiff(i), read_tiff(lab)) for i, lab in zip(args.image, args.labels)]
+    dims, spacing, why = choose_dims(args, pairs)
+    if why:
+        print(why, file=sys.stderr)
     settings = {name: getattr(args, name) for name in (
         "device", "steps", "time_limit", "seed", "start", "start_lr", "patch_size",
         "batch_size", "lr", "cutmix")}
@@ -78,10 +106,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out is a folder: '{out}'; give a file name such as model.pt")
     init = _api.load_model(args.init) if args.init else None
     arch = {k: getattr(args, k) for k in ("depth", "width") if getattr(args, k) is not None}
-    model = _api.train(pairs, train_config=tc, init=init, reinit_head=args.reinit_head,
-                       decoder=args.decoder, arch=arch or None, progress=not args.quiet,
-                       keep_on_interrupt=True)
+    if dims == 3 and init is None:
+        arch.update(dims=3, **({"spacing": spacing} if spacing else {}))
+        if spacing:
+            print(f"Voxel size (Z, Y, X): {spacing}", file=sys.stderr)
+    volume = dims == 3 and init is None  # sizes not given: volume_defaults (_api.train)
+    given = {k: v for k, v in settings.items() if v is not None}
+    model = _api.train(pairs, train_config=None if volume else tc, init=init,
+                       reinit_head=args.reinit_head, decoder=args.decoder, arch=arch or None,
+                       progress=not args.quiet, keep_on_interrupt=True,
+                       **(given if volume else {}))
     interrupted = bool(model.record.get("interrupted"))
+    if int(model.config.dims) == 3:
+        from ..core.anisotropy import describe_pools, pool_factors
+        from ..core.volume import volume_patch
+
+        cfg, ps = model.config, int(model.record["train_config"]["patch_size"])
+        print(f"3D model: patches (Z, Y, X) {volume_patch(ps, cfg.spacing, cfg.depth)}, "
+              f"poolings (z x y x x per level) "
+              f"{describe_pools(pool_factors(cfg.spacing, cfg.depth))}", file=sys.stderr)
     if interrupted:
         print("Interrupted: saving the best model so far.", file=sys.stderr)
     model.save(out)
@@ -90,3 +133,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"Saved {out} ({rec['steps']} steps, {rec['seconds']:.1f} s on {rec['device']}, "
           f"best loss {best}; start: {rec.get('start', '?')})")
     return EXIT_INTERRUPTED if interrupted else 0
+
