@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+import uuid
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -202,9 +203,18 @@ def _stitch(results: list[dict], blocks: list[Block], stack: bool):
             other = by_index.get(tuple(nxt))
             if other is None:
                 continue
-            a = r["faces"][face_axis][1]       # last slice of this block
-            b = other["faces"][face_axis][0]   # first slice of the next block
-            pairs += face_pairs(a, b, classes)
+            last = r["faces"][face_axis][1]        # last slice of this block
+            first = other["faces"][face_axis][0]   # first slice of the next block
+            after = (r.get("halo") or {}).get(face_axis, (None, None))[1]
+            before = (other.get("halo") or {}).get(face_axis, (None, None))[0]
+            if after is None and before is None:   # no halo (z faces): touching pixels
+                pairs += face_pairs(last, first, classes)
+                continue
+            # the same pixels labelled by both blocks (each block labels with a halo)
+            if after is not None:
+                pairs += face_pairs(after, first, classes)
+            if before is not None:
+                pairs += face_pairs(before, last, classes)
     return build_relabel([np.fromiter(classes, np.int64, len(classes))], pairs), classes
 
 
@@ -298,7 +308,7 @@ def iter_predict_store(
                    cap=max(1, (2 ** 32 - 1) // max(1, len(blocks))) - 1,
                    device=device, threads=threads if threads or not cluster else 1,
                    resume=resume, axes=store.axes, stack_axis=stack,
-                   prob_axes=_out_axes(src, True))
+                   prob_axes=_out_axes(src, True), run=uuid.uuid4().hex)
     runner = _Distributed(workers, scheduler) if cluster else _Local(1)
     counts = np.zeros(int(cfg.num_classes) + 1, np.int64)
     results: list[dict] = []

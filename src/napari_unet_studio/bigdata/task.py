@@ -50,6 +50,7 @@ class BlockJob:
     resume: bool = True
     axes: str = "yx"        # axes of the stored label arrays
     prob_axes: str = "cyx"  # axes of the stored probabilities
+    run: str = ""           # one id per run: the stores are reopened for each run
     stack_axis: str | None = None   # "z"/"t" for stacks: objects are then 3D
 
     @property
@@ -75,7 +76,7 @@ def _model(path: str, device: str, threads: int | None):
 def _source(job: BlockJob):
     from ..io.zarr_io import open_image, working_array
 
-    key = ("src", job.image, job.level)
+    key = ("src", job.image, job.level, job.run)
     with _LOCK:
         if key not in _CACHE:
             src = open_image(job.image, job.level)
@@ -90,7 +91,7 @@ def _store(job: BlockJob):
 
     from ..io.zarr_io import PredictionStore
 
-    key = ("out", os.path.abspath(job.out))
+    key = ("out", os.path.abspath(job.out), job.run)
     with _LOCK:
         if key not in _CACHE:
             root = zarr.open_group(job.out, mode="r+")
@@ -115,6 +116,57 @@ def _done(arr: Any, store, b: Block) -> bool:
     sel = store.index(slice(*b.s), slice(*b.y), slice(*b.x))
     ranges = [range(s.start // c, (s.stop - 1) // c + 1) for s, c in zip(sel, arr.chunks)]
     return all(chunk_written(arr, idx) for idx in itertools.product(*ranges))
+
+
+def _halo(ids_r: np.ndarray, crop: tuple[slice, slice], stack: bool) -> dict:
+    """The region's ids on the one-pixel strips just outside the block, per face axis.
+
+    ``ids_r`` ``(S, RY, RX)`` holds the block's ids (0 for objects not in the block).
+    The neighbour labels those same pixels as its own first row/column, so matching
+    them pairs the two labellings of the same pixels (volumes: Y and X faces only).
+    """
+    cy, cx = crop
+    out: dict[int, tuple] = {}
+    for axis, (sl, n) in enumerate([(cy, ids_r.shape[1]), (cx, ids_r.shape[2])], start=1):
+        def strip(i: int, axis: int = axis) -> np.ndarray:
+            sel = [slice(None), cy, cx]
+            sel[axis] = i
+            return ids_r[tuple(sel)].copy()
+
+        before = strip(sl.start - 1) if sl.start > 0 else None
+        after = strip(sl.stop) if sl.stop < n else None
+        out[axis if stack else axis - 1] = (
+            before if (before is None or stack) else before[0],
+            after if (after is None or stack) else after[0])
+    return out
+
+
+def _halo_path(out: str, linear: int) -> str:
+    return os.path.join(out, "_scratch", "strips", f"{linear}.npz")
+
+
+def _save_halo(out: str, linear: int, halo: dict) -> None:
+    """Keep the strips next to the scratch ids (local stores) so a resumed run has them."""
+    path = _halo_path(out, linear)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        arrays = {f"{w}{d}": a for d, pair in halo.items()
+                  for w, a in zip(("before", "after"), pair) if a is not None}
+        np.savez(path + ".tmp.npz", **arrays)
+        os.replace(path + ".tmp.npz", path)
+    except OSError:  # not a local store: a resumed run falls back to touching faces
+        pass
+
+
+def _load_halo(out: str, linear: int) -> dict | None:
+    path = _halo_path(out, linear)
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as z:
+        keys = set(z.files)
+        axes = sorted({int(k[-1]) for k in keys})
+        return {d: tuple(z[f"{w}{d}"] if f"{w}{d}" in keys else None
+                         for w in ("before", "after")) for d in axes}
 
 
 def _faces(inst: np.ndarray) -> dict:
@@ -162,7 +214,7 @@ def run_block(job: BlockJob, b: Block) -> dict:
     ry, rx = tile_region(ny, *b.y, t, ov), tile_region(nx, *b.x, t, ov)
     crop = (slice(b.y[0] - ry[0], b.y[1] - ry[0]), slice(b.x[0] - rx[0], b.x[1] - rx[0]))
     result: dict[str, Any] = {"block": b, "skipped": False}
-    raw = None
+    raw = halo = None
     if job.resume and _done(arr0, store, b):
         result["skipped"] = True
         if not job.objects:
@@ -211,6 +263,8 @@ def run_block(job: BlockJob, b: Block) -> dict:
             lut[present] = b.linear * job.cap + np.arange(1, len(present) + 1)
             result["classes"] = {int(lut[i]): int(cls[i - 1]) for i in present}
             inst = lut[inst]
+            halo = _halo(lut[inst_r], crop, job.stack)
+            _save_halo(job.out, b.linear, halo)
             store.arrays[SCRATCH][store.index(slice(s0, s1), slice(*b.y), slice(*b.x))] = \
                 _expand(inst.astype(np.uint32), store)
         lab_out = _expand(labels_b, store)
@@ -225,6 +279,7 @@ def run_block(job: BlockJob, b: Block) -> dict:
         rawv = raw if job.stack else raw[0]
         offset = (s0, b.y[0], b.x[0]) if job.stack else (b.y[0], b.x[0])
         result["faces"] = _faces(view)
+        result["halo"] = halo if halo is not None else _load_halo(job.out, b.linear)
         result["partials"] = partial_measurements(
             view, result["classes"], rawv.astype(np.float64), offset)
     result["seconds"] = time.perf_counter() - t0

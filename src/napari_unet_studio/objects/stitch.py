@@ -1,12 +1,15 @@
 """Stitching instance ids across block borders of a big image.
 
-Every block labels its objects with ids of its own range (``block * cap + 1 ...``). Two
-blocks that share a face give the two one-pixel slices on either side of it; a pair
-of ids (same class) is merged when they touch on at least half of the smaller one's
-face pixels, so an object cut by the border becomes one object again, while two
-objects that were split on purpose (the same split is seen on both sides, because
-every block labels objects with a halo around it) stay two. The merged ids are then
-renumbered 1..N.
+Every block labels its objects on its region (the block plus a halo) and keeps the ids
+of the objects that reach into the block (``block * cap + 1 ...``). For two blocks that
+share a face, the first block's ids on the one-pixel strip just beyond the face (its
+halo) and the second block's ids on its own first row of pixels label the *same*
+pixels; an id pair (same class) that covers at least half of the smaller one's pixels
+there is merged, so an object cut by the border becomes one object again, while two
+objects split on purpose stay two even when the split line lies on the border (both
+blocks see the same split). Where no halo exists (faces between slabs of a volume),
+the pixels that touch across the face are paired with the same rule. The merged ids
+are then renumbered 1..N.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ __all__ = ["face_pairs", "build_relabel", "Relabel"]
 
 def face_pairs(a: np.ndarray, b: np.ndarray, class_of: dict[int, int] | None = None,
                min_share: float = 0.5) -> list[tuple[int, int]]:
-    """Id pairs to merge from the touching faces ``a`` (one side) and ``b`` (the other)."""
+    """Id pairs to merge from two labellings ``a`` and ``b`` of a strip of pixels."""
     a = np.asarray(a, np.int64).ravel()
     b = np.asarray(b, np.int64).ravel()
     both = (a > 0) & (b > 0)
