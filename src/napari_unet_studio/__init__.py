@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "predict": "._api",
     "load_model": "._api",
     "save_model": "._api",
+    "export_model": "._api",
     "TrainedModel": ".core.checkpoint",
     "predict_store": ".bigdata.runner",
     "iter_predict_store": ".bigdata.runner",

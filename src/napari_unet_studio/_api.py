@@ -23,7 +23,8 @@ from .core.checkpoint import TrainedModel, save_model
 from .core.checkpoint import load_model as _load_model
 from .core.config import ModelConfig, TileConfig, TrainConfig
 
-__all__ = ["train", "train_config_from", "predict", "load_model", "save_model", "pretrained_info"]
+__all__ = ["train", "train_config_from", "predict", "load_model", "save_model", "pretrained_info",
+           "export_model"]
 
 
 def train_config_from(train_config: TrainConfig | None = None, **fields: Any) -> TrainConfig:
@@ -251,8 +252,48 @@ def predict(
 
 
 def load_model(path: str | os.PathLike) -> TrainedModel:
-    """Load a model file safely (see :func:`napari_unet_studio.core.checkpoint.load_model`)."""
+    """Load a model file safely (see :func:`napari_unet_studio.core.checkpoint.load_model`).
+
+    A bioimage.io package (``.zip``) exported by napari-unet-studio opens too
+    (:func:`napari_unet_studio.export.load_package`); packages of other programs are
+    refused with a message that says so.
+    """
+    if _is_zip_package(path):
+        from .export.importer import load_package
+
+        return load_package(path)
     return _load_model(path)
+
+
+def _is_zip_package(path: str | os.PathLike) -> bool:
+    """A ``.zip`` file that is not a torch checkpoint (those are zips too)."""
+    import zipfile
+
+    p = Path(path)
+    if p.suffix.lower() != ".zip" or not p.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return not any(n.endswith("/data.pkl") for n in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return True  # load_package says what is wrong with it
+
+
+def export_model(model: TrainedModel | str | os.PathLike, out: str | os.PathLike,
+                 **kwargs: Any) -> Any:
+    """Export a model as a bioimage.io package, TorchScript or ONNX file.
+
+    See :func:`napari_unet_studio.export.exporter.export_model` for the keyword
+    arguments (``format``, ``image``, ``name``, ``authors``...). Needs the ``export``
+    extra: ``pip install "napari-unet-studio[export]"``.
+
+    Returns
+    -------
+    napari_unet_studio.export.ExportReport
+    """
+    from .export.exporter import export_model as _export
+
+    return _export(model, out, **kwargs)
 
 
 def pretrained_info() -> str:

@@ -52,11 +52,42 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
             return None
         path = path[0]
     path = str(path)
+    if path.lower().endswith(".zip") and Path(path).is_file():
+        kind = package_kind(path)  # bioimage.io packages: ours open, others get told why
+        return {"ours": read_model, "foreign": read_foreign_package}.get(kind or "")
     if not path.lower().endswith(".pt") or not Path(path).is_file():
         return None
     if not is_model_file(path):
         return None
     return read_model
+
+
+def package_kind(path: str | os.PathLike) -> str | None:
+    """``"ours"`` for a bioimage.io package exported by napari-unet-studio, ``"foreign"``
+    for another bioimage.io package, ``None`` for anything else (reads only rdf.yaml)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            rdf = next((n for n in ("rdf.yaml", "bioimageio.yaml") if n in names), None)
+            if rdf is None:
+                return None
+            text = archive.read(rdf)[: 4 << 20]
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError):
+        return None
+    return "ours" if b"format: " + FORMAT_MARKER in text else "foreign"
+
+
+def read_foreign_package(path: str | list[str]) -> list[tuple]:
+    """Tell the user that this bioimage.io package is not one the plugin can open."""
+    from napari.utils import notifications
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    notifications.show_warning(
+        f"'{Path(str(path)).name}' is a bioimage.io package that was not exported by "
+        "napari-unet-studio; U-Net Studio can only open its own models. Run it with a "
+        "bioimage.io tool (bioimageio.core, deepImageJ, ilastik) instead.")
+    return [(None,)]
 
 
 def read_model(path: str | list[str]) -> list[tuple]:

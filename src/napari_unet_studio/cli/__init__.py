@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import info, predict, train
+from . import export, info, predict, train
 from .train import EXIT_INTERRUPTED
 
 __all__ = ["main", "build_parser"]
@@ -36,11 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     predict.add_parser(sub)
     info.add_parsers(sub)
+    export.add_parser(sub)
     return parser
 
 
 _COMMANDS = {"train": train.run, "predict": predict.run, "decoders": info.run_decoders,
-             "info": info.run_info}
+             "info": info.run_info, "export": export.run}
 
 
 

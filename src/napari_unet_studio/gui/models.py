@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 __all__ = [
     "ModelSlot",
     "ModelsPanel",
+    "ask_export_path",
     "ask_open_path",
     "ask_save_path",
     "deliver_model_path",
@@ -34,7 +35,13 @@ __all__ = [
     "unregister_dock",
 ]
 
-MODEL_FILTER = "U-Net Studio model (*.pt);;All files (*)"
+MODEL_FILTER = "U-Net Studio model (*.pt *.zip);;All files (*)"
+#: file-dialog filter -> (export format, file ending)
+EXPORT_FILTERS = {
+    "bioimage.io model package (*.zip)": ("bioimageio", ".zip"),
+    "TorchScript (*.pt)": ("torchscript", ".pt"),
+    "ONNX (*.onnx)": ("onnx", ".onnx"),
+}
 
 _open_docks: weakref.WeakSet = weakref.WeakSet()
 _pending: list[str] = []
@@ -89,6 +96,26 @@ def ask_save_path(parent: QWidget, suggestion: str) -> str:
     if path and not path.lower().endswith(".pt"):
         path += ".pt"
     return path
+
+
+def ask_export_path(parent: QWidget, stem: str) -> tuple[str, str]:
+    """Ask where to export and in which format (the dialog's file type decides).
+
+    Returns ``(path, format)``; ``("", "")`` when cancelled. Tests monkeypatch
+    ``QFileDialog.getSaveFileName``.
+    """
+    path, chosen = QFileDialog.getSaveFileName(
+        parent, "Export U-Net Studio model", f"{stem}.zip", ";;".join(EXPORT_FILTERS))
+    if not path:
+        return "", ""
+    fmt, ending = EXPORT_FILTERS.get(chosen, ("", ""))
+    if not fmt:  # no filter reported: the file name decides
+        low = path.lower()
+        fmt, ending = next(((f, e) for f, e in EXPORT_FILTERS.values() if low.endswith(e)),
+                           ("bioimageio", ".zip"))
+    if not path.lower().endswith(ending):
+        path += ending
+    return path, fmt
 
 
 def ask_open_path(parent: QWidget) -> str:
@@ -149,9 +176,16 @@ class ModelsPanel(QWidget):
         buttons = QHBoxLayout()
         self.save_button = QPushButton("Save model...")
         self.load_button = QPushButton("Load model...")
+        self.export_button = QPushButton("Export...")
+        self.export_button.setToolTip(
+            "Share the model: a bioimage.io package (.zip: for deepImageJ, ilastik, "
+            "QuPath, bioimage.io), TorchScript or ONNX. Made from the current model and "
+            "the first image of the Data panel.")
         self.save_button.setEnabled(False)
+        self.export_button.setEnabled(False)
         buttons.addWidget(self.save_button)
         buttons.addWidget(self.load_button)
+        buttons.addWidget(self.export_button)
         layout.addLayout(buttons)
         self.current = QLabel("No model yet: train one or load a saved model (.pt).")
         self.current.setWordWrap(True)
@@ -169,6 +203,7 @@ class ModelsPanel(QWidget):
     def show_model(self, ref: Any, source: str) -> None:
         """Show the summary of ``ref``."""
         self.save_button.setEnabled(ref is not None)
+        self.export_button.setEnabled(ref is not None)
         if ref is None:
             self.current.setText("No model yet: train one or load a saved model (.pt).")
             self.info.setPlainText("")

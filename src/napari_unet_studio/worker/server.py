@@ -35,6 +35,7 @@ TASKS: dict[str, str] = {
     "predict": ".server:PredictTask",
     "load": ".server:LoadTask",
     "save": ".server:SaveTask",
+    "export": ".export_task:ExportTask",
 }
 
 
@@ -140,8 +141,9 @@ class Server:
         os._exit(code)
 
     def load(self, path: str) -> Any:
-        """``load_model`` with a small cache keyed by path and modification time."""
-        from ..core.checkpoint import load_model
+        """``load_model`` with a small cache keyed by path and modification time
+        (``_api.load_model``: model files and our exported bioimage.io packages)."""
+        from .._api import load_model
 
         mtime = os.stat(path).st_mtime
         hit = self._models.get(path)

@@ -1,0 +1,64 @@
+"""The export job of the worker: a model as a bioimage.io package, TorchScript or ONNX.
+
+The GUI sends the current model (a :class:`~.protocol.ModelRef`), the target path and
+format, and one of the user's images (shared memory) for the package's test tensors
+and cover; the job reports each stage as progress and ends with a plain summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from typing import Any
+
+from .protocol import PROGRESS
+from .server import WARMUP_WAIT_S, Task
+from .shm import attach, detach
+
+
+class ExportTask(Task):
+    """Spec: ``model`` (ModelRef), ``out`` (path), ``format``, optional ``image`` (an
+    array sent through shared memory), ``name``, ``authors``, ``validate``."""
+
+    doing = "Exporting the model"
+
+    def __init__(self, server: Any, job_id: int, spec: dict) -> None:
+        super().__init__(server, job_id)
+        self.spec = spec
+        self.blocks: list[Any] = []
+
+    def work(self) -> dict[str, Any]:
+        self.server.warm.wait(WARMUP_WAIT_S)
+        from ..core.device import prepare_runtime
+        from ..export.exporter import export_model
+
+        spec = self.spec
+        ref = spec["model"]
+        model = self.server.load(ref.path)
+        if ref.class_names and list(ref.class_names) != model.class_names:
+            # names the user gave in the dock after training belong in the package
+            record = {**model.record, "class_names": list(ref.class_names)}
+            model = dataclasses.replace(model, record=record)
+        image = None
+        if spec.get("image") is not None:
+            shm, image = attach(spec["image"])
+            self.blocks.append(shm)
+        prepare_runtime(self.server.threads or self.server.preferred_threads)
+
+        def progress(text: str) -> None:
+            self.event(PROGRESS, {"stage": str(text)})
+
+        report = export_model(
+            model, spec["out"], format=spec.get("format", "bioimageio"), image=image,
+            name=spec.get("name"), authors=spec.get("authors"),
+            validate=bool(spec.get("validate", True)), progress=progress)
+        del image
+        return {"path": str(report.path), "format": report.format,
+                "summary": report.summary(), "not_exported": dict(report.not_exported),
+                "validation": None if report.validation is None
+                else str(report.validation["status"])}
+
+    def cleanup(self) -> None:
+        gc.collect()
+        for shm in self.blocks:
+            detach(shm)
