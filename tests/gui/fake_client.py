@@ -130,7 +130,7 @@ class FakeJob:
             self._last_preview = now
             key, plane = source
             plane = np.asarray(plane, dtype=float)
-            if plane.ndim == 3:
+            if plane.ndim == 3 and plane.shape[-1] <= 4:  # RGB; else a 3D model's slab
                 plane = plane.mean(axis=-1)
             out.append(("preview", (key, (1 + (plane > plane.mean())).astype(np.uint8))))
         return out

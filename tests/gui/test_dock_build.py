@@ -56,7 +56,7 @@ def test_pickers_hold_the_defaults_until_the_worker_says_hello(make_napari_viewe
 def test_settings_forms_are_generated_from_the_config_dataclasses(studio):
     _, widget = studio
     form = widget.model_panel
-    hidden = {"in_channels", "num_classes", "time_limit"}
+    hidden = {"in_channels", "num_classes", "time_limit", "spacing"}  # spacing: layer scale
     for cls, rename in ((ModelConfig, {}), (TrainConfig, {}),
                         (TileConfig, {"batch_size": "tile_batch_size"})):
         helps = parameter_help(cls)

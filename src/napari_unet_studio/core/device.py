@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .anisotropy import VOLUME_CPU
 from .errors import DeviceError
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "is_oom",
     "prepare_runtime",
     "tune_malloc",
+    "volume_defaults",
+    "VOLUME_CPU",
 ]
 
 _NO_MALLOPT_ENV = "NAPARI_UNET_STUDIO_NO_MALLOPT"
@@ -287,7 +290,6 @@ def prepare_runtime(threads: int | None = None) -> dict[str, object]:
 # 3D training sizes. CPU: about a minute of training on 2 cores gives a first result
 # (bench/volume3d.py: ~1 s per step of two 48^3 patches, width 8). GPU: the largest cube
 # from _VOLUME_PATCHES whose batch of 2 fits the free memory (cuda_batch_size's model).
-VOLUME_CPU = {"patch_size": 48, "batch_size": 2, "width": 8}
 _VOLUME_PATCHES = (128, 96, 64, 48, 32)
 
 

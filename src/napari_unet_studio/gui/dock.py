@@ -26,6 +26,7 @@ from .predict_controller import PredictController
 from .prediction import PredictPanel
 from .train_controller import TrainController
 from .training import TrainPanel
+from .volume import update_dims_advice
 
 __all__ = ["UNetStudioWidget", "make_client"]
 
@@ -183,6 +184,8 @@ class UNetStudioWidget(QWidget):
         mp.save_button.clicked.connect(self.files.save)
         mp.load_button.clicked.connect(self.files.load)
         self.data_panel.pairs_changed.connect(self._follow_first_image)
+        self.data_panel.pairs_changed.connect(functools.partial(  # the 2D/3D recommendation
+            update_dims_advice, napari_viewer, self.data_panel, self.model_panel))
 
         events = napari_viewer.layers.events
         events.inserted.connect(self._on_layer_inserted)

@@ -31,10 +31,11 @@ from .widgets import hint_label
 __all__ = ["SettingsPanel", "dataclass_widgets", "parameter_help"]
 
 # (config, field) pairs of the first screen, in order; the rest is "advanced"
-BASIC = (("model", "decoder"), ("model", "progressive"), ("train", "steps"),
+BASIC = (("model", "decoder"), ("model", "progressive"), ("model", "dims"), ("train", "steps"),
          ("train", "device"), ("train", "start"))
 # set from the data or elsewhere in the dock, never shown as a field
-HIDDEN = {("model", "in_channels"), ("model", "num_classes"), ("train", "time_limit")}
+HIDDEN = {("model", "in_channels"), ("model", "num_classes"), ("model", "spacing"),
+          ("train", "time_limit")}  # spacing: the image layer's scale (gui/volume.py)
 # fields that must not change while training runs are all model and train fields
 TILE_PREFIX = "tile_"  # TileConfig.batch_size is shown as "tile_batch_size"
 
@@ -208,6 +209,8 @@ class SettingsPanel(QWidget):
         for container in (basic, advanced):
             container.native.layout().setContentsMargins(0, 0, 0, 0)
         layout.addWidget(basic.native)
+        self.dims_help = hint_label()  # the 2D/3D recommendation for the data (gui/volume.py)
+        layout.addWidget(self.dims_help)
         layout.addWidget(self.decoder_help)
         layout.addWidget(self.device_used)
         self.advanced = QCollapsible("Advanced settings")
@@ -217,12 +220,8 @@ class SettingsPanel(QWidget):
         self._basic, self._advanced_form = basic, advanced
         self._descriptions: dict[str, str] = {}
         self._locked = False
-        dims = self.fields.get("dims")
-        if dims is not None:  # the engine trains 2D models only, for now
-            item = dims.native.model().item(1)
-            if item is not None:
-                item.setEnabled(False)
-                item.setToolTip("3D training is not available yet; stacks train a 2D model.")
+        if "dims" in self.fields:
+            self["dims"].changed.connect(self._dims_changed)
         self["decoder"].changed.connect(self._show_description)
         if "augment" in self.fields and "cutmix" in self.fields:
             self["augment"].changed.connect(lambda *_: self._follow_rules())
@@ -272,6 +271,24 @@ class SettingsPanel(QWidget):
         text = self._descriptions.get(self["decoder"].value, "")
         self.decoder_help.setText(text)
         self["decoder"].tooltip = text
+
+    def show_dims_advice(self, text: str) -> None:
+        """Show the 2D/3D recommendation for the data and why (under the choice)."""
+        self.dims_help.setText(text)
+        self["dims"].tooltip = text or self["dims"].tooltip
+
+    def _dims_changed(self, dims: int) -> None:
+        """3D trains on smaller patches and a narrower network on the CPU (VOLUME_CPU);
+        sizes the user changed are kept, untouched defaults follow the choice."""
+        from .volume import volume_sizes
+
+        two_d = {"patch_size": TrainConfig().patch_size, "batch_size": TrainConfig().batch_size,
+                 "width": ModelConfig().width}
+        three_d = volume_sizes()
+        old, new = (two_d, three_d) if int(dims) == 3 else (three_d, two_d)
+        for key, value in new.items():
+            if key in self.fields and self.fields[key].value == old[key]:
+                self.fields[key].value = value
 
     def _follow_rules(self) -> None:
         """Mix patches needs Augment; the model file row shows with 'A model file...'."""

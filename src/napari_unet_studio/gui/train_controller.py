@@ -17,6 +17,7 @@ from .drain import JobDrain, abandon
 from .layers import layer_array, live_layer, visible_plane, write_preview
 from .notify import Notifier, UserProblem, friendly_message
 from .painting import PaintWatcher
+from .volume import pick_preview_plane, preview_source_3d, with_volume_settings
 
 __all__ = ["TrainController"]
 
@@ -140,6 +141,10 @@ class TrainController:
             names = (names + list(ref.class_names)[len(names):])[:total]
         else:
             model_config = self.settings.model_config(in_channels, k)
+            model_config, train_config = with_volume_settings(  # 3D: spacing from the scale
+                model_config, train_config, pairs[0].image_layer)
+        arch = model_config or dict(ref.config)  # a 3D model previews a slab (gui/volume.py)
+        self._volume = (arch.get("spacing"),) if int(arch.get("dims", 2)) == 3 else None
         self.layers = [(p.image_layer, p.labels_layer) for p in pairs]
         self.shapes = [tuple(p.labels.shape) for p in pairs]
         return {
@@ -193,6 +198,8 @@ class TrainController:
         image_layer, labels_layer = self.layers[0]
         try:
             key, plane = visible_plane(self.viewer, image_layer, tuple(labels_layer.data.shape))
+            if getattr(self, "_volume", None) is not None and key is not None:
+                key, plane = preview_source_3d(layer_array(image_layer), key, self._volume[0])
             if key == self._preview_key:
                 return
             self._preview_key = key
@@ -238,7 +245,7 @@ class TrainController:
             self.notifier.warning(message)
 
     def _on_preview(self, payload: Any) -> None:
-        key, prediction = payload
+        key, prediction = pick_preview_plane(*payload)
         layer = self.live
         if layer is None or layer not in self.viewer.layers:
             return
