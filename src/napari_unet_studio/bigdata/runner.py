@@ -288,7 +288,7 @@ def iter_predict_store(
     obj = None if objects is None or objects is False else {
         "classes": None if objects.classes is None else list(objects.classes),
         "split": objects.split, "min_distance": objects.min_distance,
-        "min_size": objects.min_size}
+        "min_size": objects.min_size, "halo": objects.halo}
     src = open_image(image, level)
     work, stack = working_array(src, int(cfg.in_channels))
     lo, scale = image_statistics(work, trained.normalization, int(cfg.in_channels))

@@ -211,10 +211,13 @@ def run_block(job: BlockJob, b: Block) -> dict:
 
     tc = TileConfig(**job.tile)
     t, ov = tile_geometry(tc.tile, tc.overlap, model.config.depth)
-    ry, rx = tile_region(ny, *b.y, t, ov), tile_region(nx, *b.x, t, ov)
+    # objects need context around the block: a halo of whole tiles of the image's grid
+    halo = int(job.objects.get("halo", 0)) if job.objects else 0
+    ry = tile_region(ny, max(0, b.y[0] - halo), min(ny, b.y[1] + halo), t, ov)
+    rx = tile_region(nx, max(0, b.x[0] - halo), min(nx, b.x[1] + halo), t, ov)
     crop = (slice(b.y[0] - ry[0], b.y[1] - ry[0]), slice(b.x[0] - rx[0], b.x[1] - rx[0]))
     result: dict[str, Any] = {"block": b, "skipped": False}
-    raw = halo = None
+    raw = strips = None
     if job.resume and _done(arr0, store, b):
         result["skipped"] = True
         if not job.objects:
@@ -263,8 +266,8 @@ def run_block(job: BlockJob, b: Block) -> dict:
             lut[present] = b.linear * job.cap + np.arange(1, len(present) + 1)
             result["classes"] = {int(lut[i]): int(cls[i - 1]) for i in present}
             inst = lut[inst]
-            halo = _halo(lut[inst_r], crop, job.stack)
-            _save_halo(job.out, b.linear, halo)
+            strips = _halo(lut[inst_r], crop, job.stack)
+            _save_halo(job.out, b.linear, strips)
             store.arrays[SCRATCH][store.index(slice(s0, s1), slice(*b.y), slice(*b.x))] = \
                 _expand(inst.astype(np.uint32), store)
         lab_out = _expand(labels_b, store)
@@ -279,7 +282,7 @@ def run_block(job: BlockJob, b: Block) -> dict:
         rawv = raw if job.stack else raw[0]
         offset = (s0, b.y[0], b.x[0]) if job.stack else (b.y[0], b.x[0])
         result["faces"] = _faces(view)
-        result["halo"] = halo if halo is not None else _load_halo(job.out, b.linear)
+        result["halo"] = strips if strips is not None else _load_halo(job.out, b.linear)
         result["partials"] = partial_measurements(
             view, result["classes"], rawv.astype(np.float64), offset)
     result["seconds"] = time.perf_counter() - t0

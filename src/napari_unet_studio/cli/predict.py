@@ -42,6 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int, choices=[1, 2, 4, 8],
                    help="average over this many flips/rotations per tile (default 1: off)")
     p.add_argument("--threads", type=int, help="torch CPU threads (per worker)")
+    p.add_argument("--uncertainty", metavar="UNC.tif",
+                   help="also write a float32 per-pixel uncertainty map in [0, 1] (TIFF "
+                        "output only; docs/user-guide.md, annotation assistant)")
+    p.add_argument("--uncertainty-method", choices=["entropy", "margin", "flips"],
+                   default="entropy",
+                   help="entropy or margin of the class probabilities (no extra cost), or "
+                        "flips: also predict mirrored images and add their disagreement "
+                        "(3x the prediction time)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     o = p.add_argument_group("objects")
     o.add_argument("--instances", nargs="?", const=True, metavar="INST.tif",
@@ -55,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     o.add_argument("--min-size", type=int, default=10, help="smallest object in pixels")
     o.add_argument("--min-distance", type=int, default=4,
                    help="smallest distance between the centres of touching objects")
+    o.add_argument("--object-halo", type=int, default=64,
+                   help="(.zarr) context in pixels labelled around each block; objects "
+                        "or clumps reaching further across a block border may differ")
     o.add_argument("--no-split", action="store_true",
                    help="connected components only (do not split touching objects)")
     b = p.add_argument_group("big data (.zarr output)")
@@ -87,7 +98,8 @@ def _settings(args: argparse.Namespace):
     if args.object_classes:
         classes = tuple(int(c) for c in str(args.object_classes).split(",") if c.strip())
     return ObjectSettings(classes=classes, split=not args.no_split,
-                          min_distance=args.min_distance, min_size=args.min_size)
+                          min_distance=args.min_distance, min_size=args.min_size,
+                          halo=args.object_halo)
 
 
 def _check_target(target: Any) -> None:
@@ -108,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.measurements and not args.instances:
         args.instances = True
+    if getattr(args, "uncertainty", None) and (_is_pattern(args.image)
+                                               or is_zarr_path(args.out)):
+        raise ValueError("--uncertainty works with one TIFF output (--out PRED.tif).")
     if _is_pattern(args.image):
         return _run_batch(args)
     if is_zarr_path(args.out):
@@ -162,16 +177,27 @@ def _run_file(args: argparse.Namespace, image_path: str, out: str, probs_path: A
 
     from .. import _api
 
-    for target in (out, probs_path, inst_path, table_path):
+    unc_path = getattr(args, "uncertainty", None) if rows_out is None else None
+    method = getattr(args, "uncertainty_method", "entropy")
+    for target in (out, probs_path, inst_path, table_path, unc_path):
         _check_target(target)
     if probs_path is True or (inst_path is True and rows_out is None and not table_path):
         raise ValueError("With a TIFF output, give a file for --probabilities/--instances, "
                          "e.g. --instances inst.tif")
     model = _api.load_model(args.model)
     image = _read_image(image_path, int(model.config.in_channels))
-    res = _api.predict(model, image, tile=_tile(args), probabilities=bool(probs_path),
+    want_probs = bool(probs_path) or (bool(unc_path) and method != "flips")
+    res = _api.predict(model, image, tile=_tile(args), probabilities=want_probs,
                        device=args.device, threads=args.threads, progress=not args.quiet)
-    labels, probs = res if probs_path else (res, None)
+    labels, probs = res if want_probs else (res, None)
+    if unc_path:
+        from ..core.uncertainty import uncertainty_map
+
+        unc = (uncertainty_map(probs, method) if method != "flips" else _api.uncertainty(
+            model, image, method=method, tile=_tile(args), device=args.device,
+            threads=args.threads))
+        tifffile.imwrite(unc_path, unc.astype(np.float32), compression="zlib")
+        probs = probs if probs_path else None
     tifffile.imwrite(out, labels, compression="zlib")
     if probs is not None:
         tifffile.imwrite(probs_path, probs.astype(np.float32), compression="zlib")

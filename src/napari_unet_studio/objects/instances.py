@@ -47,12 +47,17 @@ class ObjectSettings:
         Smallest distance in pixels between two object centres when splitting.
     min_size : int
         Objects with fewer pixels (voxels) are removed.
+    halo : int
+        Big images only: pixels of context labelled around every block (rounded up to
+        whole tiles). An object, or a clump of touching objects, that reaches further
+        than this beyond a block border may be split differently than in memory.
     """
 
     classes: tuple[int, ...] | None = None
     split: bool = True
     min_distance: int = 4
     min_size: int = 10
+    halo: int = 64
 
     def chosen(self, num_classes: int) -> list[int]:
         """The class ids to make objects of."""

@@ -1,0 +1,255 @@
+"""Big-data benchmark: block-wise OME-Zarr prediction vs in-memory tiled prediction.
+
+Steps (each a separate command; the timed ones under ``flock /tmp/bench.lock``)::
+
+    nice -n 19 python bench/bigdata.py make --size 32768     # synthetic OME-Zarr input
+    nice -n 19 python bench/bigdata.py model                 # the small model (untimed)
+    flock /tmp/bench.lock python bench/bigdata.py inmem --size 8192
+    flock /tmp/bench.lock python bench/bigdata.py store --size 32768 --workers 1
+    flock /tmp/bench.lock python bench/bigdata.py store --size 32768 --workers 2
+    flock /tmp/bench.lock python bench/bigdata.py resume --size 16384 --workers 2
+
+Every run appends one JSON line to ``bench/results/bigdata.jsonl`` with the float32
+matmul peak measured at its start, ``os.getloadavg()`` before and after, the wall
+clock, pixels per second (and per core), the tiles the engine computed, and the peak
+resident memory of every process that predicted blocks.
+
+The input is generated: uint16 noise (mean 100) with bright discs (radius 9), each
+1024 x 1024 chunk from its own seed, written as OME-Zarr 0.5 with 1024 x 1024 chunks.
+The model is a narrow U-Net (depth 2, width 4, bilinear decoder) trained for 60 steps
+on a 128 x 128 disc image, so that a 32768 x 32768 image fits in the 12 minutes a
+timed command may take on two shared cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = Path(os.environ.get("BIGDATA_DIR", "/tmp/unet-studio-bigdata"))
+RESULTS = HERE / "results" / "bigdata.jsonl"
+TILE = {"tile": 256, "overlap": 0.25, "batch_size": 4}
+
+
+def _chunk(block: np.ndarray, block_info=None) -> np.ndarray:
+    info = block_info[None]
+    (y0, y1), (x0, x1) = info["array-location"]
+    seed = (y0 // 1024) * 100003 + x0 // 1024
+    rng = np.random.default_rng(seed)
+    h, w = y1 - y0, x1 - x0
+    img = rng.integers(85, 116, (h, w)).astype(np.uint16)
+    yy, xx = np.ogrid[:h, :w]
+    for cy, cx in rng.integers(0, [h, w], (int(h * w / 3000), 2)):
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 81] += 80
+    return img
+
+
+def make(size: int) -> Path:
+    """Write the synthetic ``size`` x ``size`` OME-Zarr input (skipped if it exists)."""
+    import dask.array as da
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    path = ROOT / f"img{size}.zarr"
+    if (path / "0" / "zarr.json").exists() and (path / ".complete").exists():
+        return path
+    ROOT.mkdir(parents=True, exist_ok=True)
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    arr = root.create_array("0", shape=(size, size), chunks=(1024, 1024), dtype="uint16")
+    write_multiscales_metadata(root, [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": [0.5, 0.5]}]}], fmt=FormatV05(),
+        axes=[{"name": "y", "type": "space", "unit": "micrometer"},
+              {"name": "x", "type": "space", "unit": "micrometer"}])
+    lazy = da.zeros((size, size), dtype=np.uint16, chunks=1024).map_blocks(
+        _chunk, dtype=np.uint16)
+    da.store(lazy, arr, lock=False, scheduler="threads", num_workers=2)
+    (path / ".complete").write_text("ok")
+    return path
+
+
+def model() -> Path:
+    """Train the small model (untimed; one thread)."""
+    import napari_unet_studio as nus
+
+    path = ROOT / "model.pt"
+    if path.exists():
+        return path
+    ROOT.mkdir(parents=True, exist_ok=True)
+    img = _chunk(np.zeros((128, 128)), {None: {"array-location": [(0, 128), (0, 128)]}})
+    lab = np.zeros(img.shape, np.uint8)
+    lab[::5, ::5] = np.where(img[::5, ::5] > 150, 2, 1)
+    m = nus.train(img, lab, steps=60, seed=0, arch={"depth": 2, "width": 4},
+                  decoder="bilinear", start="scratch", threads=1,
+                  class_names=["background", "disc"])
+    nus.save_model(m, path)
+    return path
+
+
+def _peak() -> float:
+    sys.path.insert(0, str(HERE))
+    from realistic import matmul_peak
+
+    return matmul_peak(threads=2)
+
+
+def _tiles(h: int, w: int, block: int | None) -> int:
+    from napari_unet_studio.core.infer import tile_positions
+
+    t, ov = TILE["tile"], round(TILE["overlap"] * TILE["tile"])
+    if block is None:
+        return len(tile_positions(h, t, ov)) * len(tile_positions(w, t, ov))
+
+    def per_axis(n: int) -> int:
+        grid = tile_positions(n, t, ov)
+        return sum(len([p for p in grid if p < min(n, lo + block) and p + t > lo])
+                   for lo in range(0, n, block))
+
+    return per_axis(h) * per_axis(w)
+
+
+def _record(row: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=1))
+
+
+def _base(case: str) -> dict:
+    return {"case": case, "machine": "AMD EPYC, 2 cores (shared)",
+            "matmul_peak_gflops": _peak(), "load_before": os.getloadavg(),
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def inmem(size: int) -> None:
+    """In-memory tiled prediction (numpy in, numpy out) on one torch thread, then the
+    same image block-wise (block 4096, so there are block borders): identical?"""
+    import napari_unet_studio as nus
+    from napari_unet_studio.core.config import TileConfig
+
+    row = _base("inmem")
+    src = make(size)
+    import zarr
+
+    img = np.asarray(zarr.open_group(str(src), mode="r")["0"])
+    t0 = time.perf_counter()
+    ref = nus.predict(model(), img, tile=TileConfig(**TILE), threads=1)
+    dt = time.perf_counter() - t0
+    row.update(size=size, workers=0, threads=1, seconds=round(dt, 2),
+               px_per_s=img.size / dt, px_per_s_per_core=img.size / dt,
+               tiles=_tiles(size, size, None),
+               max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out = ROOT / f"check{size}.zarr"
+    res = nus.predict_store(model(), src, out, tile=TileConfig(**TILE), block=4096,
+                            threads=1, resume=False)
+    stored = np.asarray(zarr.open_group(str(out), mode="r")["labels/classes/0"])
+    row.update(identical_to_blockwise_4096=bool(np.array_equal(stored, ref)),
+               blockwise_check_seconds=round(res.seconds, 2),
+               disc_fraction=float((ref == 2).mean()), load_after=os.getloadavg())
+    _record(row)
+
+
+def store(size: int, workers: int, block: int, resume: bool = False,
+          out: Path | None = None, record: bool = True) -> dict:
+    """Block-wise prediction of the OME-Zarr input into an OME-Zarr store."""
+    import napari_unet_studio as nus
+    from napari_unet_studio.core.config import TileConfig
+
+    row = _base("store")
+    src = make(size)
+    out = out or ROOT / f"pred{size}_w{workers}.zarr"
+    t0 = time.perf_counter()
+    res = nus.predict_store(model(), src, out, tile=TileConfig(**TILE), block=block,
+                            workers=workers or None, threads=1, resume=resume,
+                            progress=True)
+    dt = time.perf_counter() - t0
+    cores = max(1, workers)
+    row.update(size=size, workers=workers, threads_per_worker=1, block=block,
+               seconds=round(dt, 2), px_per_s=size * size / dt,
+               px_per_s_per_core=size * size / dt / cores, blocks=res.blocks,
+               skipped=res.skipped, predicted=len(res.block_seconds),
+               block_seconds=[round(s, 2) for s in res.block_seconds],
+               tiles=_tiles(size, size, block), tiles_in_memory=_tiles(size, size, None),
+               max_rss_mb_per_block=[round(m) for m in res.max_rss_mb],
+               max_rss_mb=round(max(res.max_rss_mb or [0])), load_after=os.getloadavg())
+    if record:
+        _record(row)
+    return row
+
+
+def resume(size: int, workers: int, block: int) -> None:
+    """Kill a run (SIGKILL to its process group) half way, then resume it."""
+    import zarr
+
+    row = _base("resume")
+    out = ROOT / f"resume{size}.zarr"
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, __file__, "store", "--size", str(size), "--workers", str(workers),
+           "--block", str(block), "--out", str(out), "--no-record"]
+    n_blocks = (size // block) ** 2
+    chunks_per_block = (block // 1024) ** 2
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    t0 = time.perf_counter()
+    done_at_kill = 0
+    while proc.poll() is None:
+        time.sleep(0.5)
+        cdir = out / "0" / "c"
+        n = sum(1 for _ in cdir.rglob("*") if _.is_file()) if cdir.exists() else 0
+        if n >= chunks_per_block * n_blocks // 2:
+            done_at_kill = n / chunks_per_block
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    killed_after = time.perf_counter() - t0
+    second = store(size, workers, block, resume=True, out=out, record=False)
+    ref = ROOT / f"pred{size}_w{workers}.zarr"
+    same = None
+    if ref.exists():
+        a = zarr.open_group(str(out), mode="r")["labels/classes/0"]
+        b = zarr.open_group(str(ref), mode="r")["labels/classes/0"]
+        same = all(np.array_equal(a[y:y + 4096], b[y:y + 4096]) for y in range(0, size, 4096))
+    row.update(size=size, workers=workers, block=block, killed_after_s=round(killed_after, 1),
+               blocks_written_at_kill=done_at_kill, resumed_seconds=second["seconds"],
+               resumed_skipped=second["skipped"], resumed_predicted=second["predicted"],
+               blocks=second["blocks"], identical_to_uninterrupted_run=same,
+               load_after=os.getloadavg())
+    _record(row)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["make", "model", "inmem", "store", "resume"])
+    p.add_argument("--size", type=int, default=8192)
+    p.add_argument("--workers", type=int, default=0, help="0: a thread in this process")
+    p.add_argument("--block", type=int, default=8192)
+    p.add_argument("--out")
+    p.add_argument("--no-record", action="store_true")
+    a = p.parse_args()
+    if a.what == "make":
+        print(make(a.size))
+    elif a.what == "model":
+        print(model())
+    elif a.what == "inmem":
+        inmem(a.size)
+    elif a.what == "store":
+        store(a.size, a.workers, a.block, resume=a.out is not None,
+              out=Path(a.out) if a.out else None, record=not a.no_record)
+    else:
+        resume(a.size, a.workers, a.block)
+
+
+if __name__ == "__main__":
+    main()
