@@ -48,10 +48,12 @@ def _chunk(block: np.ndarray, block_info=None) -> np.ndarray:
     rng = np.random.default_rng(seed)
     h, w = y1 - y0, x1 - x0
     img = rng.integers(85, 116, (h, w)).astype(np.uint16)
-    yy, xx = np.ogrid[:h, :w]
+    dy, dx = np.mgrid[-8:9, -8:9]
+    disc = (dy ** 2 + dx ** 2 < 81).astype(np.uint16) * 80
+    pad = np.pad(img, 8)
     for cy, cx in rng.integers(0, [h, w], (int(h * w / 3000), 2)):
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 81] += 80
-    return img
+        pad[cy:cy + 17, cx:cx + 17] += disc  # a disc of radius 9 centred at (cy, cx)
+    return pad[8:-8, 8:-8]
 
 
 def make(size: int) -> Path:
