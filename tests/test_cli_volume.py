@@ -47,6 +47,7 @@ def test_train_dims_3_with_spacing_then_predict_a_volume(volume_files, capsys):
     model = load_model(d / "m.pt")
     assert model.config.dims == 3 and model.config.spacing == (3.0, 1.0, 1.0)
     assert model.config.decoder == "unpool" and model.record["train_config"]["patch_size"] == 16
+    assert "voxel size:  3 x 1 x 1 (Z x Y x X); pooling 1x2x2, 2x2x2, 2x2x2" in model.describe()
     code = main(["predict", "--model", str(d / "m.pt"), "--image", str(volume_files["img"]),
                  "--out", str(d / "pred.tif"), "--quiet"])
     assert code == 0

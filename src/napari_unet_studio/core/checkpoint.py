@@ -142,6 +142,11 @@ class TrainedModel:
             f"  channels:    {c.in_channels}",
             f"  classes:     {c.num_classes} ({', '.join(self.class_names)})",
         ]
+        if getattr(c, "spacing", None):  # 3D, anisotropic: pooling per level (anisotropy.py)
+            from .anisotropy import describe_pools, pool_factors
+
+            lines.append(f"  voxel size:  {' x '.join(f'{v:g}' for v in c.spacing)} (Z x Y x X); "
+                         f"pooling {describe_pools(pool_factors(c.spacing, c.depth))}")
         n_params = sum(int(t.numel()) for t in self.state_dict.values())
         lines.append(f"  parameters:  {n_params:,}")
         if "steps" in r:
