@@ -465,7 +465,16 @@ class Trainer:
 
     def preview(self, image: np.ndarray, tile: TileConfig | None = None,
                 stop: threading.Event | None = None) -> np.ndarray | None:
-        """Class ids (1..K) for one 2D image/slice with the current weights.
+        """Class ids (1..K) for one 2D image/slice with the current weights
+        (:meth:`preview_result` without probabilities)."""
+        result = self.preview_result(image, tile=tile, stop=stop)
+        return None if result is None else result.labels
+
+    def preview_result(self, image: np.ndarray, tile: TileConfig | None = None,
+                       stop: threading.Event | None = None,
+                       probabilities: bool = False) -> Any:
+        """Prediction (a ``PredictResult``, with probabilities if asked) of one 2D
+        image/slice with the current weights.
 
         ``None`` if ``stop`` was set before the preview was complete (a large image is
         then abandoned between two batches of tiles, so Stop and closing napari stay fast).
@@ -485,8 +494,8 @@ class Trainer:
         try:
             result = run_to_end(iter_predict_module(
                 net, self.model_config, self.normalization, image,
-                tile=tile, device=self.device, stop=stop))
-            return None if result.cancelled else result.labels
+                tile=tile, device=self.device, stop=stop, probabilities=probabilities))
+            return None if result.cancelled else result
         finally:
             if was_training:
                 self._train_mode()
