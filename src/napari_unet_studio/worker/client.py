@@ -35,6 +35,7 @@ from .protocol import (
     DONE,
     ERROR,
     PREVIEW,
+    UNCERTAINTY,
     ModelRef,
     WorkerError,
     crash_message,
@@ -407,7 +408,7 @@ class WorkerClient:
                 job.best = msg[2]
             return
         _, job_id, kind, payload = msg
-        if kind == PREVIEW:
+        if kind in (PREVIEW, UNCERTAINTY):
             key, packed = payload
             payload = (key, self._take(packed))
         elif kind == DONE and isinstance(payload, dict) and "labels" in payload:

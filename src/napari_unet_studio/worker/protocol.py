@@ -26,6 +26,7 @@ __all__ = [
     "WorkerError",
     "PROGRESS",
     "PREVIEW",
+    "UNCERTAINTY",
     "DONE",
     "ERROR",
     "region_to_wire",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 PROGRESS, PREVIEW, DONE, ERROR = "progress", "preview", "done", "error"
+UNCERTAINTY = "uncertainty"  # (key, packed uint8 map) sent after each training preview
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ TASKS: dict[str, str] = {
     "load": ".server:LoadTask",
     "save": ".server:SaveTask",
     "export": ".export_task:ExportTask",
+    "compare": ".compare_task:CompareTask",
+    "upsample": ".upsample_task:UpsampleTask",
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import PREVIEW, PROGRESS, ModelRef, to_plain
+from .protocol import PREVIEW, PROGRESS, UNCERTAINTY, ModelRef, to_plain
 from .server import WARMUP_WAIT_S, Server, Task, model_ref, save_quick
 from .shm import attach, detach, pack, unpack
 from .tuning import ThreadTuner
@@ -200,12 +200,13 @@ class TrainTask(Task):
             if live and source is not None and now >= next_preview and not self.cancel.is_set():
                 started = time.monotonic()
                 tile = preview_tile(np.shape(source[1]), trainer.model_config.in_channels)
-                prediction = trainer.preview(source[1], tile=tile, stop=self.cancel)
+                result = trainer.preview_result(source[1], tile=tile, stop=self.cancel,
+                                                probabilities=True)
                 took = time.monotonic() - started
                 # previews may take at most about a quarter of the training time
                 next_preview = time.monotonic() + max(interval, 3.0 * took)
-                if prediction is not None:
-                    self.event(PREVIEW, (source[0], pack(prediction, self.server.owned)))
+                if result is not None:
+                    self._send_preview(source[0], result.labels, result.probabilities)
         if tuner is not None and tuner.enabled:
             self.server.preferred_threads = tuner.best  # for the final preview, predict
         elif base_threads is not None and torch.get_num_threads() != base_threads:
@@ -214,7 +215,7 @@ class TrainTask(Task):
         if live and source is not None and not self.cancel.is_set():
             final = self._final_preview(model, source[1], trainer.device)
             if final is not None:
-                self.event(PREVIEW, (source[0], pack(final, self.server.owned)))
+                self._send_preview(source[0], *final)
         path = self.server.session / f"train-{self.job_id}.pt"
         save_quick(model, path)
         return model_ref(model, path)
@@ -230,13 +231,25 @@ class TrainTask(Task):
         if torch.get_num_threads() != target:
             torch.set_num_threads(target)
 
-    def _final_preview(self, model: Any, plane: np.ndarray, device: Any) -> np.ndarray | None:
+    def _send_preview(self, key: Any, labels: np.ndarray, probs: np.ndarray | None) -> None:
+        """The preview plane, then its uncertainty map (uint8, from the same probabilities:
+        about 10 ms for a 512 x 512 plane, no extra forward pass)."""
+        from ..core.uncertainty import to_uint8, uncertainty_map
+
+        self.event(PREVIEW, (key, pack(np.asarray(labels), self.server.owned)))
+        if probs is not None:
+            unc = to_uint8(uncertainty_map(probs, "entropy"))
+            self.event(UNCERTAINTY, (key, pack(unc, self.server.owned)))
+
+    def _final_preview(self, model: Any, plane: np.ndarray,
+                       device: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
         from ..core.infer import predict_image
 
         tile = preview_tile(np.shape(plane), model.config.in_channels)
         result = predict_image(model, plane, tile=tile, device=str(device), stop=self.cancel,
+                               probabilities=True,
                                threads=self.server.threads or self.server.preferred_threads)
-        return None if result.cancelled else np.asarray(result.labels)
+        return None if result.cancelled else (np.asarray(result.labels), result.probabilities)
 
     def _save_best(self, model: Any) -> None:
         path = self.server.session / f"train-{self.job_id}-best.pt"
