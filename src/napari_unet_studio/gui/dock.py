@@ -22,6 +22,8 @@ from .model_controller import ModelFilesController
 from .model_form import SettingsPanel
 from .models import ModelSlot, ModelsPanel
 from .notify import Notifier
+from .objects import ObjectsPanel
+from .objects_controller import ObjectsController
 from .predict_controller import PredictController
 from .prediction import PredictPanel
 from .train_controller import TrainController
@@ -157,6 +159,7 @@ class UNetStudioWidget(QWidget):
         self.model_panel = SettingsPanel()
         self.train_panel = TrainPanel()
         self.predict_panel = PredictPanel(napari_viewer)
+        self.objects_panel = ObjectsPanel(napari_viewer)
         self.models_panel = ModelsPanel()
         self._build_layout()
 
@@ -173,6 +176,14 @@ class UNetStudioWidget(QWidget):
         )
         self._holder.controllers = [self.train, self.predict, self.files]
         self.slot.subscribe(self._model_changed)
+        self.objects = ObjectsController(napari_viewer, client, self.objects_panel,
+                                         self.slot, self.model_panel, self.notifier)
+        self._holder.controllers.append(self.objects)
+        op = self.objects_panel
+        op.find_button.clicked.connect(self.objects.find)
+        op.save_button.clicked.connect(lambda: self.objects.save_csv())
+        op.big_button.clicked.connect(self.objects.predict_file)
+        op.cancel_button.clicked.connect(self.objects.cancel)
 
         tp, pp, mp = self.train_panel, self.predict_panel, self.models_panel
         tp.train_button.clicked.connect(self.train.start)
@@ -209,6 +220,7 @@ class UNetStudioWidget(QWidget):
                 pass
             self.client = client = UnavailableClient(exc)
             self._holder.client = client
+            self.objects.client = client
             for controller in (self.train, self.predict, self.files):
                 controller.client = client
         self._info_timer.start()
@@ -224,6 +236,7 @@ class UNetStudioWidget(QWidget):
             ("3. Train (keep painting while it runs)", self.train_panel),
             ("4. Predict", self.predict_panel),
             ("5. Model file", self.models_panel),
+            ("7. Objects and big image files (OME-Zarr)", self.objects_panel),
         ):
             box = QGroupBox(title)
             inner = QVBoxLayout(box)
@@ -294,6 +307,7 @@ class UNetStudioWidget(QWidget):
     def _refresh_layers(self, *_: Any) -> None:
         self.data_panel.refresh_layers()
         self.predict_panel.image.refresh()
+        self.objects_panel.refresh_layers()
 
     def _on_layer_inserted(self, event: Any) -> None:
         event.value.events.name.connect(self._refresh_layers)

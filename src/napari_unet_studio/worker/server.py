@@ -36,6 +36,7 @@ TASKS: dict[str, str] = {
     "load": ".server:LoadTask",
     "save": ".server:SaveTask",
     "export": ".export_task:ExportTask",
+    "predict_store": ".bigdata_task:PredictStoreTask",
     "compare": ".compare_task:CompareTask",
     "upsample": ".upsample_task:UpsampleTask",
 }
