@@ -126,3 +126,60 @@ def _open_widget() -> bool:
     from .gui.models import pending_paths
 
     return not pending_paths()
+
+
+def get_zarr_reader(path: str | list[str]) -> ReaderFunction | None:
+    """napari reader hook for OME-Zarr / zarr stores (``*.zarr``), e.g. our predictions.
+
+    Opens the image lazily (all levels of a multiscale image, with its physical scale)
+    and every label image of its ``labels`` group as a Labels layer.
+    """
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = str(path).rstrip("/")
+    if not path.lower().endswith(".zarr") or not Path(path).is_dir():
+        return None
+    return read_zarr
+
+
+def _zarr_layer(path: str, kind: str, name: str) -> tuple:
+    from .io.zarr_io import open_image
+
+    src = open_image(path)
+    levels = [src.dask(i) for i in range(len(src.levels) or 1)]
+    axes = src.axes
+    size = dict(zip(axes, src.shape))
+    scale = list(src.scale)
+    meta: dict[str, Any] = {"name": name}
+    if "c" in axes:
+        ci = axes.index("c")
+        if size["c"] == 1 or kind == "labels":
+            levels = [lv[(slice(None),) * ci + (0,)] for lv in levels]
+            scale.pop(ci)
+        else:
+            meta["channel_axis"] = ci
+            scale.pop(ci)
+    meta["scale"] = scale
+    if len(levels) > 1:
+        meta["multiscale"] = True
+    return (levels if len(levels) > 1 else levels[0], meta, kind)
+
+
+def read_zarr(path: str | list[str]) -> list[tuple]:
+    """Layers of an OME-Zarr store: the image, then its label images (lazy, dask)."""
+    import zarr
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    path = str(path).rstrip("/")
+    stem = Path(path).stem
+    layers = [_zarr_layer(path, "image", stem)]
+    root = zarr.open(path, mode="r")
+    if isinstance(root, zarr.Group) and "labels" in root:
+        attrs = dict(root["labels"].attrs)
+        names = (attrs.get("ome") or attrs).get("labels") or []
+        for name in names:
+            layers.append(_zarr_layer(f"{path}/labels/{name}", "labels", f"{stem} {name}"))
+    return layers
