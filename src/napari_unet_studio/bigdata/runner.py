@@ -282,6 +282,12 @@ def iter_predict_store(
     model_path = str(model)
     trained = load_model(model_path)
     cfg = trained.config
+    if int(getattr(cfg, "dims", 2)) != 2:
+        from ..core.errors import DataError
+
+        raise DataError("Block-wise prediction (a .zarr output) supports 2D models, also on "
+                        "stacks and volumes (slice by slice); predict with this 3D model "
+                        "into a TIFF (in memory) instead.")
     tile = tile or TileConfig()
     if objects is True:
         objects = ObjectSettings()
