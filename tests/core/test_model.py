@@ -37,7 +37,10 @@ def test_forward_backward_every_variant(decoder, dims, progressive):
     out = model(x)
     assert out.shape == (2, 3, *size)
     out.logsumexp(1).mean().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    # the filter stem's per-pixel MLP ends in a zero-initialised layer (core/stem.py), so
+    # its first layer gets gradients from the second step on (tests/core/test_stem.py)
+    missing = [n for n, p in model.named_parameters() if (p.grad is None or not p.grad.any())
+               and not n.startswith("stem.pixel.0.")]
     assert not missing, missing
 
 

@@ -267,7 +267,8 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
             "update napari-unet-studio to open it."
         )
     try:
-        config = ModelConfig.from_dict(data["config"])
+        # files from before the filter stem (core/stem.py) have no "stem": they had none
+        config = ModelConfig.from_dict({"stem": "none", **data["config"]})
         state = data["state_dict"]
         if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()

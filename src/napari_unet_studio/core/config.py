@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 NORMS = ("batch", "instance", "group", "none")
+STEMS = ("none", "pixel", "project", "both")  # core/stem.py (same tuple)
 
 _C = TypeVar("_C", bound="_DictConfig")
 
@@ -73,6 +74,13 @@ class ModelConfig(_DictConfig):
         ``True``: U-Net, upsample one level at a time and concatenate the skip
         features. ``False``: FCN-style, upsample the bottleneck to full resolution in
         one step with no skips (kept to show why the U-Net wins).
+    stem : str
+        Fixed multi-scale filters (Gaussian, gradient, Hessian; sigma 1-16, the random
+        forest's features) fed to the network (:mod:`~.stem`): ``"pixel"`` (a per-pixel
+        MLP on them added to the logits), ``"project"`` (added to the first encoder
+        level), ``"both"`` (default) or ``"none"`` (models saved before the stem load
+        as ``"none"``). The trainable parts start at zero, so a pretrained start gives
+        the same output at step 0 (docs/pretraining.md).
     """
 
     decoder: str = "bilinear"
@@ -83,9 +91,12 @@ class ModelConfig(_DictConfig):
     in_channels: int = 1
     num_classes: int = 2
     progressive: bool = True
+    stem: str = "both"
     spacing: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         if self.dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {self.dims}")
         if self.spacing is not None:
@@ -162,6 +173,16 @@ class TrainConfig(_DictConfig):
         With a pretrained or model-file start: batch norm keeps the start's statistics
         (its scale and shift still train) instead of re-estimating them on the training
         patches, which sit mostly on the strokes and would shift every feature.
+    pixel_fit : int
+        With a per-pixel filter stem (``ModelConfig.stem``): full-batch optimiser steps
+        that fit the stem's per-pixel classifier on all painted pixels before the U-Net
+        trains, as a random forest would (0 = off). Not done when the pretrained
+        object/background head was adopted: there the pretrained network leads and the
+        branch trains with it from zero (docs/pretraining.md).
+    holdout : float
+        Fraction of every class's strokes (whole strokes, never split) held out of
+        training to pick the snapshot with the lowest loss on them instead of the
+        lowest training loss (0 = off: the training loss picks; core/holdout.py).
     """
 
     steps: int | None = 300
@@ -179,8 +200,12 @@ class TrainConfig(_DictConfig):
     start: str = "pretrained"
     start_lr: float | None = 3e-4
     freeze_norm: bool = True
+    pixel_fit: int = 200
+    holdout: float = 0.0
 
     def __post_init__(self) -> None:
+        if int(self.pixel_fit) < 0 or not 0.0 <= float(self.holdout) < 1.0:
+            raise ValueError("pixel_fit must be >= 0 and holdout in [0, 1)")
         if not isinstance(self.start, str) or not self.start.strip():
             raise ValueError(
                 "start must be 'pretrained', 'scratch' or the path of a model file (.pt)")

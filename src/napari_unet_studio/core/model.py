@@ -19,6 +19,7 @@ from torch import nn
 from .anisotropy import pool_factors, total_factors
 from .config import ModelConfig
 from .decoders import Upsampler, conv_nd, get_decoder
+from .stem import make_stem
 
 __all__ = [
     "ConvBlock",
@@ -123,6 +124,7 @@ class UNet(nn.Module):
                                     2**config.depth, level_channels=ch[-2::-1],
                                     level_factors=self.pools[::-1])
         self.head = conv_nd(dims)(ch[0], config.num_classes, kernel_size=1)
+        self.stem = make_stem(config, ch[0])  # fixed filters + zero-init branches (stem.py)
 
     def _factor(self, level: int) -> int | tuple[int, ...]:
         """Pooling after encoder ``level``: 2, or per-axis factors when they differ."""
@@ -135,6 +137,7 @@ class UNet(nn.Module):
             raise ValueError(
                 f"expected a {self.config.dims + 2}D tensor (N, C, *spatial), got {x.ndim}D"
             )
+        feats = self.stem(x) if self.stem is not None else None
         skips: list[torch.Tensor] = []
         indices: list[torch.Tensor | None] = []
         for level, block in enumerate(self.encoder):
@@ -151,6 +154,8 @@ class UNet(nn.Module):
                 else:
                     x = self._pool(x, k, k)
             x = block(x)
+            if level == 0 and feats is not None:
+                x = self.stem.inject(x, feats)
             skips.append(x)
         skips.pop()  # the bottleneck is not a skip
         if self.oneshot is not None:
@@ -161,6 +166,8 @@ class UNet(nn.Module):
                 skip = skips.pop()
                 idx = indices.pop() if self.needs_indices else None
                 x = block(x, skip, idx)
+        if feats is not None:
+            return self.stem.add_logits(self.head(x), feats)
         return self.head(x)
 
 

@@ -19,6 +19,7 @@ pretraining tasks. :func:`start_state` turns them into the start of a user's mod
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -116,8 +117,8 @@ def available(directory: str | Path | None = None) -> bool:
 
 def why_not(config: ModelConfig, directory: str | Path | None = None) -> str | None:
     """``None`` if shipped weights fit ``config``; else the reason, in plain words."""
-    if int(config.dims) != 2:
-        return "the shipped pretrained weights are 2D only"
+    if int(config.dims) == 3:  # the 2D weights, inflated to 3D (inflate.py)
+        config = dataclasses.replace(config, dims=2, spacing=None)
     try:
         m = manifest(directory)
     except PretrainedError as exc:
@@ -221,6 +222,10 @@ def start_state(
         pre = load_pretrained(config.decoder, directory)
     except PretrainedError as exc:
         return None, str(exc)
+    if int(config.dims) == 3:
+        from .inflate import start_state_3d
+
+        return start_state_3d(model, config, pre)
     own = model.state_dict()
     src = pre.model.state_dict
     new: dict[str, torch.Tensor] = {}
@@ -232,7 +237,7 @@ def start_state(
         if tuple(value.shape) != tuple(own[key].shape):
             return None, f"the pretrained weight '{key}' does not fit this model"
         new[key] = value.to(own[key].dtype)
-    missing = [k for k in own if k not in new and not k.startswith("head.")]
+    missing = [k for k in own if k not in new and not k.startswith(("head.", "stem."))]
     if missing:
         return None, f"the pretrained weights lack '{missing[0]}'"
     model.load_state_dict(new, strict=False)
@@ -262,6 +267,7 @@ def semantic_head(
     src = pre.model.state_dict
     weight = src["head.weight"][chans[0]:chans[1]]
     bias = src["head.bias"][chans[0]:chans[1]]
+    weight = weight.reshape(*weight.shape[:2], *model.head.weight.shape[2:])  # 2D or 3D
     if weight.shape[0] != 2 or model.head.weight.shape[0] != 2:
         return "new", 0.0
     was_training = model.training

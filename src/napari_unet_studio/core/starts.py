@@ -12,7 +12,7 @@ import torch
 
 from .checkpoint import TrainedModel
 from .config import ModelConfig, TrainConfig
-from .data import PatchSampler, TrainingData
+from .data import TrainingData
 from .errors import DataError
 from .pretrained import Pretrained, start_state
 
@@ -157,14 +157,18 @@ def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> 
     if started_from == "none" or tc.start_lr is None:
         return [{"params": list(model.parameters()), "lr_scale": 1.0}]
     scale = float(tc.start_lr) / float(tc.lr)
-    head = [p for n, p in model.named_parameters() if n.startswith("head.")]
-    body = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    named = list(model.named_parameters())
+    head = [p for n, p in named if n.startswith("head.")]
+    body = [p for n, p in named if not n.startswith(("head.", "stem."))]
+    # the filter stem's branches start at zero in every start: they train at ``lr``
+    stem = [{"params": [p for n, p in named if n.startswith("stem.")], "lr_scale": 1.0}]
+    stem = stem if stem[0]["params"] else []
     if started_from == "all":
-        return [{"params": body + head, "lr_scale": scale}]
+        return [{"params": body + head, "lr_scale": scale}, *stem]
     if started_from == "adopted":
         return [{"params": body, "lr_scale": scale * ADOPTED_BODY_SCALE},
-                {"params": head, "lr_scale": scale}]
-    return [{"params": body, "lr_scale": scale}, {"params": head, "lr_scale": 1.0}]
+                {"params": head, "lr_scale": scale}, *stem]
+    return [{"params": body, "lr_scale": scale}, {"params": head, "lr_scale": 1.0}, *stem]
 
 
 def adopt_head(model: torch.nn.Module, pre: Pretrained, data: TrainingData, tc: TrainConfig,
@@ -173,8 +177,12 @@ def adopt_head(model: torch.nn.Module, pre: Pretrained, data: TrainingData, tc: 
     (:func:`~.pretrained.semantic_head`; its own seeded generator, so training's random
     stream is untouched). Returns the text for ``record["head_start"]``."""
     from .pretrained import semantic_head
+    from .volume import make_sampler
 
-    sampler = PatchSampler(data, tc.patch_size, augment=False, label_fraction=1.0)
+    cfg = getattr(model, "config", None)
+    sampler = make_sampler(data, tc.patch_size, augment=False, label_fraction=1.0,
+                           spacing=getattr(cfg, "spacing", None),
+                           depth=int(getattr(cfg, "depth", 3)))
     rng = np.random.default_rng([tc.seed, 2])
     draws = [sampler.draw(int(tc.batch_size), rng) for _ in range(4)]
     batches = [(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))

@@ -23,6 +23,7 @@ from .config import ModelConfig, TileConfig, TrainConfig
 from .data import TrainingData, class_weights
 from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
 from .errors import DataError, DeviceError
+from .holdout import held_out, holdout_split
 from .losses import masked_loss
 from .model import freeze_batch_norm, has_batch_norm, recalibrate_batch_norm
 from .pretrained import SEMANTIC_THRESHOLD
@@ -35,6 +36,7 @@ from .starts import (
     resolve_config,
     start_kind,
 )
+from .stem import fit_pixel_branch, fit_steps, track_best_from
 from .volume import make_data, make_sampler, volume_setup
 
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
@@ -107,6 +109,7 @@ class Trainer:
         self.normalization = dict(init.normalization if init else DEFAULT_NORMALIZATION)
         self._rng = np.random.default_rng(tc.seed)
         self._dims = volume_setup(model_config, arch, init)  # 2D or 3D: (dims, spacing, depth)
+        pairs, held = holdout_split(pairs, tc.holdout, tc.seed, self._dims[0])  # holdout.py
         self._data = make_data(pairs, self.normalization, tc.patch_size, self._rng, *self._dims)
         if arch and init is None:
             base = model_config or ModelConfig(
@@ -148,6 +151,10 @@ class Trainer:
             self._prior_does_not_fit(random_state)
         self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
+        self.pixel_fit = fit_pixel_branch(self.model, self._data, self._weights,
+                                          steps=fit_steps(tc, self._started_from), seed=tc.seed)
+        self._held = held_out(held, self.normalization, tc.patch_size, tc.batch_size, tc.seed)
+        self._track_from = track_best_from(self.pixel_fit, self._held)  # stem.py
         self._init_record = dict(init.record) if init else None
         self.class_names = list(class_names) if class_names else None
         self._lock = threading.Lock()
@@ -365,10 +372,12 @@ class Trainer:
                 self._ema_n += 1
                 smooth = self._ema / (1 - _EMA**self._ema_n)
                 self._lr_frac = lr / tc.lr
-                if smooth < self._best_loss:
+                score = smooth if self._held is None else self._held.score(
+                    self.model, self._weights, self.device, self._step, tc.steps)
+                if score is not None and score < self._best_loss and frac >= self._track_from:
                     snap = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                     with self._lock:
-                        self._best_state, self._best_loss = snap, smooth
+                        self._best_state, self._best_loss = snap, score
                         self._best_step, self._best_lr_frac = self._step, self._lr_frac
             yield self._progress(lr, rate, sec_per_step, message)
             message = ""
@@ -430,6 +439,8 @@ class Trainer:
         }
         record["start"] = self.start_description
         record["head_start"] = self.head_start
+        if self.pixel_fit:
+            record["pixel_fit"] = dict(self.pixel_fit)
         if self.pretrained is not None:
             record["pretrained"] = {"file": self.pretrained.file,
                                     "sha256": self.pretrained.sha256,

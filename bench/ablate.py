@@ -1,0 +1,184 @@
+"""Ablations on the realistic suite: one engine change on/off, same strokes, same steps.
+
+Each variant is a named set of :class:`ModelConfig` fields (``arch``) and
+:class:`TrainConfig` fields (``train``) applied on top of the defaults; the forest is
+taken from a committed result file of ``bench/realistic.py`` (same strokes: they depend
+only on the case and seed), so only the U-Nets run.
+
+Run::
+
+    nice -n 19 .venv/bin/python bench/ablate.py --cases arc2017 voc --seeds 0 1 2 \\
+        --variants default stem-pixel --out bench/results/ablate_stem.json
+    .venv/bin/python bench/ablate.py --report bench/results/ablate_*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import realistic as rl  # noqa: E402
+import realistic_cases as rc  # noqa: E402
+
+FOREST_FILE = HERE / "results" / "realistic_steps150_scratch.json"
+
+# name -> (ModelConfig fields, TrainConfig fields)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "default": ({}, {}),
+    "stem-none": ({"stem": "none"}, {}),
+    "stem-pixel": ({"stem": "pixel"}, {}),
+    "stem-project": ({"stem": "project"}, {}),
+    "stem-both": ({"stem": "both"}, {}),
+    "scratch": ({}, {"start": "scratch"}),
+    "scratch-stem-none": ({"stem": "none"}, {"start": "scratch"}),
+    "scratch-stem-pixel": ({"stem": "pixel"}, {"start": "scratch"}),
+    "scratch-stem-both": ({"stem": "both"}, {"start": "scratch"}),
+    "holdout": ({}, {"holdout": 0.2}),
+    "holdout-none": ({}, {"holdout": 0.0}),
+}
+
+
+def forest_rows(path: Path = FOREST_FILE) -> dict[tuple[str, int], dict]:
+    """Forest rows of a committed realistic-suite result, by (case, seed)."""
+    rows = json.loads(path.read_text())["rows"]
+    return {(r["case"], r["seed"]): r for r in rows if r["method"] == "forest"}
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A registered name, or ``name:arch.key=value,train.key=value`` (JSON values)."""
+    if ":" not in spec:
+        arch, train = VARIANTS[spec]
+        return spec, dict(arch), dict(train)
+    name, _, body = spec.partition(":")
+    arch: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        where, _, field = key.partition(".")
+        try:
+            val = json.loads(value)
+        except ValueError:
+            val = value
+        (arch if where == "arch" else train)[field] = val
+    return name, arch, train
+
+
+def run_variant(name: str, arch: dict, train: dict, case: str, seed: int,
+                threads: int, steps: int) -> dict:
+    """Train and score one variant on one case and seed."""
+    import napari_unet_studio as nus
+    from napari_unet_studio.core.config import TrainConfig
+
+    c, data = rc.build(case, seed)
+    images = [img for _, img, _ in data["eval"]]
+    tc = TrainConfig(device="cpu", **train)
+    t0 = time.perf_counter()
+    model = nus.train(data["train"], train_config=tc, steps=steps, seed=seed,
+                      threads=threads, arch=arch or None)
+    t1 = time.perf_counter()
+    preds = [nus.predict(model, img, threads=threads, device="cpu") for img in images]
+    row = {"case": case, "seed": seed, "variant": name, "arch": arch, "train": train,
+           **rl.score(preds, data["eval"], c.foreground),
+           "steps": model.record.get("steps"), "best_step": model.record.get("best_step"),
+           "start_used": model.record.get("start"), "train_s": round(t1 - t0, 1),
+           "predict_s": round(time.perf_counter() - t1, 1)}
+    return row
+
+
+def report(paths: list[Path]) -> str:
+    """Markdown: per case and seed, forest and every variant (ratio to the forest)."""
+    rows: list[dict] = []
+    for p in paths:
+        rows += json.loads(p.read_text())["rows"]
+    forest = forest_rows()
+    variants: list[str] = []
+    for r in rows:
+        variants += [r["variant"]] if r["variant"] not in variants else []
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["seed"]), {})[r["variant"]] = r
+    head = ["case", "seed", "forest"] + variants
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    sums: dict[str, list[float]] = {v: [] for v in variants}
+    for (case, seed), by in sorted(groups.items()):
+        f = forest.get((case, seed))
+        fg = "fg" in (f or {})
+        cells = [case, str(seed), "-" if f is None else f"{f['miou']:.3f}"
+                 + (f" / {f['fg']:.3f}" if fg else "")]
+        for v in variants:
+            r = by.get(v)
+            if r is None:
+                cells.append("-")
+                continue
+            txt = f"{r['miou']:.3f}" + (f" / {r['fg']:.3f}" if "fg" in r else "")
+            if f is not None:
+                ratio = r["miou"] / f["miou"]
+                sums[v].append(ratio)
+                txt += f" ({ratio:.2f})"
+            cells.append(txt)
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("| mean ratio | | | " + " | ".join(
+        f"{statistics.fmean(sums[v]):.3f} (n={len(sums[v])})" if sums[v] else "-"
+        for v in variants) + " |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    ap = argparse.ArgumentParser(description="realistic-suite ablations")
+    ap.add_argument("--cases", nargs="+", choices=sorted(rc.CASES))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=["default"])
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--report", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    if args.report:
+        print(report(args.report))
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    variants = [parse_variant(v) for v in args.variants]
+    out = args.out or HERE / "results" / "ablate.json"
+    from _common import machine_description
+
+    machine = machine_description()
+    machine["matmul_gflops_1thread"] = rl.matmul_peak(1)
+    machine["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
+    result: dict[str, Any] = {"machine": machine, "steps": args.steps, "threads": args.threads,
+                              "command": "python bench/ablate.py " + " ".join(
+                                  argv or sys.argv[1:]), "rows": []}
+    forest = forest_rows()
+    for case in args.cases or list(rc.CASES):
+        for seed in args.seeds:
+            for name, arch, train in variants:
+                row = run_variant(name, arch, train, case, seed, args.threads, args.steps)
+                f = forest.get((case, seed))
+                ratio = row["miou"] / f["miou"] if f else float("nan")
+                print(f"{case:22s} s{seed} {name:22s} miou {row['miou']:.3f}"
+                      + (f" fg {row['fg']:.3f}" if "fg" in row else "")
+                      + f" ratio {ratio:.3f} best {row['best_step']} {row['train_s']} s",
+                      flush=True)
+                result["rows"].append(row)
+                result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+                out.write_text(json.dumps(result, indent=1) + "\n")
+    print(report([out]))
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    raise SystemExit(main())
