@@ -133,6 +133,10 @@ class FakeJob:
             if plane.ndim == 3 and plane.shape[-1] <= 4:  # RGB; else a 3D model's slab
                 plane = plane.mean(axis=-1)
             out.append(("preview", (key, (1 + (plane > plane.mean())).astype(np.uint8))))
+            # uncertainty: highest where the plane is closest to the fake threshold
+            spread = float(np.abs(plane - plane.mean()).max()) or 1.0
+            unc = 255 * (1 - np.abs(plane - plane.mean()) / spread)
+            out.append(("uncertainty", (key, np.round(unc).astype(np.uint8))))
         return out
 
     def _predict_events(self) -> list[tuple[str, Any]]:

@@ -45,6 +45,7 @@ def test_opening_the_dock_imports_no_torch():
     assert out["torch"] is False
     assert set(out["core_modules"]) <= {"napari_unet_studio.core",
                                         "napari_unet_studio.core.anisotropy",  # numpy only
+                                        "napari_unet_studio.core.uncertainty",  # numpy only
                                         "napari_unet_studio.core.config",
                                         "napari_unet_studio.core.errors"}
     assert len(out["decoders"]) >= 5 and "bilinear" in out["decoders"]

@@ -17,6 +17,8 @@ from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QComboBox, QGroupBox, QScrollArea, QVBoxLayout, QWidget
 
 from . import models as models_io
+from .assistant import AssistantPanel
+from .assistant_controller import AssistantController
 from .data import DataPanel
 from .model_controller import ModelFilesController
 from .model_form import SettingsPanel
@@ -28,6 +30,7 @@ from .predict_controller import PredictController
 from .prediction import PredictPanel
 from .train_controller import TrainController
 from .training import TrainPanel
+from .upsampling import UpsamplingController
 from .volume import update_dims_advice
 
 __all__ = ["UNetStudioWidget", "make_client"]
@@ -104,6 +107,9 @@ class UnavailableClient:
     def save_model(self, *args: Any, **kwargs: Any) -> _FailedJob:
         return _FailedJob("save", self.failure)
 
+    def submit(self, kind: str, *args: Any, **kwargs: Any) -> _FailedJob:
+        return _FailedJob(kind, self.failure)
+
 
 class _Holder:
     """The client and controllers, kept apart from the dock widget itself so that the
@@ -161,6 +167,7 @@ class UNetStudioWidget(QWidget):
         self.predict_panel = PredictPanel(napari_viewer)
         self.objects_panel = ObjectsPanel(napari_viewer)
         self.models_panel = ModelsPanel()
+        self.assistant_panel = AssistantPanel()
         self._build_layout()
 
         self.train = TrainController(
@@ -174,7 +181,17 @@ class UNetStudioWidget(QWidget):
         self.files = ModelFilesController(
             client, self.slot, self.data_panel, self.models_panel, self.notifier, self
         )
-        self._holder.controllers = [self.train, self.predict, self.files]
+        self.assistant = AssistantController(
+            napari_viewer, client, self.data_panel, self.model_panel, self.assistant_panel,
+            self.slot, self.notifier, busy=lambda: self.train.running,
+        )
+        self.upsampling = UpsamplingController(
+            client, self.assistant_panel, self.slot, self.assistant.crop_around_view,
+            self.notifier,
+        )
+        self.train.uncertainty_listeners.append(self.assistant.on_uncertainty)
+        self._holder.controllers = [self.train, self.predict, self.files, self.assistant,
+                                    self.upsampling]
         self.slot.subscribe(self._model_changed)
         self.objects = ObjectsController(napari_viewer, client, self.objects_panel,
                                          self.slot, self.model_panel, self.notifier)
@@ -194,6 +211,13 @@ class UNetStudioWidget(QWidget):
         pp.corrections_button.clicked.connect(self.predict.use_corrections)
         mp.save_button.clicked.connect(self.files.save)
         mp.load_button.clicked.connect(self.files.load)
+        ap = self.assistant_panel
+        ap.next_button.clicked.connect(self.assistant.next_region)
+        ap.map_button.clicked.connect(self.assistant.map_whole_image)
+        ap.compare_button.clicked.connect(self.assistant.start_compare)
+        ap.cancel_button.clicked.connect(self.assistant.cancel_compare)
+        ap.keep_button.clicked.connect(self.assistant.keep_selected)
+        ap.show_button.clicked.connect(self.upsampling.show)
         self.data_panel.pairs_changed.connect(self._follow_first_image)
         self.data_panel.pairs_changed.connect(functools.partial(  # the 2D/3D recommendation
             update_dims_advice, napari_viewer, self.data_panel, self.model_panel))
@@ -221,7 +245,8 @@ class UNetStudioWidget(QWidget):
             self.client = client = UnavailableClient(exc)
             self._holder.client = client
             self.objects.client = client
-            for controller in (self.train, self.predict, self.files):
+            for controller in (self.train, self.predict, self.files, self.assistant,
+                               self.upsampling):
                 controller.client = client
         self._info_timer.start()
         self._check_worker_info()
@@ -236,6 +261,7 @@ class UNetStudioWidget(QWidget):
             ("3. Train (keep painting while it runs)", self.train_panel),
             ("4. Predict", self.predict_panel),
             ("5. Model file", self.models_panel),
+            ("6. Assistant: where to paint next, which decoder", self.assistant_panel),
             ("7. Objects and big image files (OME-Zarr)", self.objects_panel),
         ):
             box = QGroupBox(title)
@@ -271,6 +297,9 @@ class UNetStudioWidget(QWidget):
         if info:
             self._info_timer.stop()
             self.model_panel.set_worker_info(info)
+            names = [str(n) for n, _ in info.get("decoders") or []]
+            if names:
+                self.assistant_panel.set_decoders(names)
 
     # -------------------------------------------------------------- models
     @property
@@ -321,6 +350,7 @@ class UNetStudioWidget(QWidget):
             pass
         self.predict.layer_removed(layer)
         self.train.layer_removed(layer)
+        self.assistant.layer_removed(layer)
         self._refresh_layers()
 
     def _follow_first_image(self) -> None:
@@ -340,6 +370,8 @@ class UNetStudioWidget(QWidget):
         self._info_timer.stop()
         running = self.train.shutdown()
         running = self.predict.shutdown() or running
+        running = self.assistant.shutdown() or running
+        self.upsampling.shutdown()
         self.files.shutdown()
         self._holder.shutdown()
         if running:

@@ -23,7 +23,11 @@ ROLE_LIVE = "live"  # "<image> prediction", refreshed during training
 ROLE_PREDICTION = "prediction"  # "<image> prediction (<decoder>)" from the Predict button
 ROLE_CONFIDENCE = "confidence"
 ROLE_CORRECTIONS = "corrections"  # "<labels> + corrections"
-OUR_ROLES = (ROLE_LIVE, ROLE_PREDICTION, ROLE_CONFIDENCE, ROLE_CORRECTIONS)
+ROLE_UNCERTAINTY = "uncertainty"  # "<image> uncertainty" (Assistant panel)
+ROLE_COMPARE = "compare"  # "compare: <image> (<decoder>)" (Assistant panel)
+ROLE_MARKER = "marker"  # "where to paint next" box (Assistant panel)
+OUR_ROLES = (ROLE_LIVE, ROLE_PREDICTION, ROLE_CONFIDENCE, ROLE_CORRECTIONS, ROLE_UNCERTAINTY,
+             ROLE_COMPARE, ROLE_MARKER)
 
 
 # ---------------------------------------------------------------------------- roles

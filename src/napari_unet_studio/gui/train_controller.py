@@ -74,6 +74,9 @@ class TrainController:
         self.labels_pushes = 0
         self._preview_key: Any = ("unset",)
         self._warned_shape: set[int] = set()
+        #: ``callback(key, uncertainty_uint8, image_layer, labels_layer)`` after each
+        #: preview (the Assistant panel's uncertainty layer; wired by the dock)
+        self.uncertainty_listeners: list[Any] = []
 
     @property
     def running(self) -> bool:
@@ -114,8 +117,10 @@ class TrainController:
         self.drain = JobDrain(
             job,
             {"progress": self._on_progress, "preview": self._on_preview,
+             "uncertainty": self._on_uncertainty,
              "done": self._on_done, "error": self._on_error},
             on_finished=self._finished,
+            latest_only=("preview", "uncertainty"),
             parent=self.panel,
             on_bug=self.notifier.bug,
         )
@@ -251,6 +256,14 @@ class TrainController:
             return
         if write_preview(layer, key, prediction):
             self.previews += 1
+
+    def _on_uncertainty(self, payload: Any) -> None:
+        key, uncertainty = pick_preview_plane(*payload)  # a 3D model's slab -> its plane
+        if not self.layers or uncertainty is None:
+            return
+        image_layer, labels_layer = self.layers[0]
+        for callback in list(self.uncertainty_listeners):
+            callback(key, uncertainty, image_layer, labels_layer)
 
     def _on_done(self, ref: Any) -> None:
         self.panel.loss_plot.redraw()
