@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "build_model": ".core.model",
     "train": "._api",
     "predict": "._api",
+    "uncertainty": "._api",
     "load_model": "._api",
     "save_model": "._api",
     "export_model": "._api",

@@ -24,7 +24,7 @@ from .core.checkpoint import load_model as _load_model
 from .core.config import ModelConfig, TileConfig, TrainConfig
 
 __all__ = ["train", "train_config_from", "predict", "load_model", "save_model", "pretrained_info",
-           "export_model"]
+           "export_model", "uncertainty"]
 
 
 def train_config_from(train_config: TrainConfig | None = None, **fields: Any) -> TrainConfig:
@@ -249,6 +249,46 @@ def predict(
         assert res.probabilities is not None
         return res.labels, res.probabilities
     return res.labels
+
+
+def uncertainty(
+    model: TrainedModel | str | Path,
+    image: Any,
+    *,
+    method: str = "entropy",
+    tile: TileConfig | None = None,
+    device: str = "auto",
+    slices: Any = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Per-pixel uncertainty of the prediction of ``image``, float32 in [0, 1].
+
+    The map the dock's uncertainty layer shows (docs/user-guide.md, annotation
+    assistant): high where the model hesitates, where painting more helps most.
+
+    Parameters
+    ----------
+    model : TrainedModel or path
+    image : array-like
+        As for :func:`predict`.
+    method : {"entropy", "margin", "flips"}
+        Normalised entropy of the class probabilities, ``1 - (p_first - p_second)``, or
+        the entropy of the prediction averaged with its left-right and top-bottom
+        mirrored versions plus their disagreement (3 predictions).
+    tile, device, slices, threads
+        As for :func:`predict`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The spatial shape of the prediction.
+    """
+    from .core.uncertainty import predict_uncertainty
+
+    if not isinstance(model, TrainedModel):
+        model = _load_model(model)
+    return predict_uncertainty(model, image, method=method, tile=tile, device=device,
+                               slices=slices, threads=threads)[1]
 
 
 def load_model(path: str | os.PathLike) -> TrainedModel:
