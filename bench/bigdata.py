@@ -183,7 +183,9 @@ def store(size: int, workers: int, block: int, resume: bool = False,
                block_seconds=[round(s, 2) for s in res.block_seconds],
                tiles=_tiles(size, size, block), tiles_in_memory=_tiles(size, size, None),
                max_rss_mb_per_block=[round(m) for m in res.max_rss_mb],
-               max_rss_mb=round(max(res.max_rss_mb or [0])), load_after=os.getloadavg())
+               max_rss_mb=round(max(res.max_rss_mb or [0])),
+               stats_seconds=round(res.stats_seconds, 2),
+               start_seconds=round(res.start_seconds, 2), load_after=os.getloadavg())
     if record:
         _record(row)
     return row

@@ -72,6 +72,8 @@ class StoreResult:
         ran it (per worker process with a cluster).
     cancelled : bool
         The stop event ended the run early (finished blocks stay written).
+    stats_seconds, start_seconds : float
+        Reading the whole image's normalisation statistics; starting the scheduler.
     """
 
     out: str
@@ -84,6 +86,8 @@ class StoreResult:
     block_seconds: list = field(default_factory=list)
     max_rss_mb: list = field(default_factory=list)
     cancelled: bool = False
+    stats_seconds: float = 0.0
+    start_seconds: float = 0.0
 
 
 class _Presampled:
@@ -297,7 +301,9 @@ def iter_predict_store(
         "min_size": objects.min_size, "halo": objects.halo}
     src = open_image(image, level)
     work, stack = working_array(src, int(cfg.in_channels))
+    t_stats = time.perf_counter()
     lo, scale = image_statistics(work, trained.normalization, int(cfg.in_channels))
+    t_stats = time.perf_counter() - t_stats
     store = create_prediction_store(
         out, src, int(cfg.num_classes), class_names=list(trained.class_names),
         probabilities=probabilities, instances=obj is not None, resume=resume,
@@ -315,11 +321,13 @@ def iter_predict_store(
                    device=device, threads=threads if threads or not cluster else 1,
                    resume=resume, axes=store.axes, stack_axis=stack,
                    prob_axes=_out_axes(src, True), run=uuid.uuid4().hex)
+    t_start = time.perf_counter()
     runner = _Distributed(workers, scheduler) if cluster else _Local(1)
     counts = np.zeros(int(cfg.num_classes) + 1, np.int64)
     results: list[dict] = []
     skipped = 0
-    res = StoreResult(str(out), len(blocks), 0, 0.0, counts)
+    res = StoreResult(str(out), len(blocks), 0, 0.0, counts, stats_seconds=t_stats,
+                      start_seconds=time.perf_counter() - t_start)
     try:
         futures = [runner.submit(run_block, job, b) for b in blocks]
         for fut in runner.as_completed(futures):
