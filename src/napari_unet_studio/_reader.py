@@ -3,7 +3,9 @@
 Dropping a model file on napari (or File > Open) hands its path to the U-Net Studio dock
 (or keeps it until the dock opens), which asks its worker process to load it; the reader
 adds no layer: it returns the null-layer sentinel ``[(None,)]``. Other ``.pt`` files are
-left to other readers (``get_reader`` returns ``None``). Nothing here imports torch:
+left to other readers (``get_reader`` returns ``None``). bioimage.io packages (``.zip``)
+exported by napari-unet-studio open the same way; other bioimage.io packages get a
+warning that says why the plugin cannot open them. Nothing here imports torch:
 a model file is recognised as a zip archive whose pickled dict carries our format
 marker, and loading happens in the worker.
 """

@@ -122,7 +122,7 @@ def test_package_contents(packages):
     assert cover.size == (136, 68)
     readme = _member(report.path, FILES["readme"]).decode()
     for text in ("Training record", "background: 100 px", "cell: 101 px", "Decoder: unpool",
-                 "Start weights: scratch", f"Halo: {halo} pixels", "| torchscript |"):
+                 "Start weights: scratch", f"Halo: {halo} pixels along y", "| torchscript |"):
         assert text in readme, text
 
 

@@ -11,7 +11,10 @@ unpooling calls the same ATen kernel (``aten::max_unpool2d/3d``) directly with t
 size the decoder already computes; the weights and every other operation are unchanged.
 
 ONNX: ``torch.onnx.export(..., dynamo=True)`` (the current exporter, needs
-``onnxscript``), batch and spatial axes dynamic, checked with ``onnxruntime``.
+``onnxscript``), batch and spatial axes dynamic, checked with ``onnxruntime``. The
+fixed-filter stem's reflect border computes ``index % (2 * size)``, which this exporter
+cannot convert for a symbolic size; during the export it takes the remainder with a
+tensor instead (same indices).
 """
 
 from __future__ import annotations
@@ -211,7 +214,7 @@ def to_onnx(net: torch.nn.Module, example: torch.Tensor, path: str | Path,
     for axis in range(2, example.ndim):
         dims[axis] = torch.export.Dim.AUTO
     try:
-        with _quiet():
+        with _quiet(), _onnx_friendly():
             torch.onnx.export(net, (example,), str(path), input_names=["input"],
                               output_names=["output"], dynamo=True, opset_version=ONNX_OPSET,
                               dynamic_shapes={"x": dims}, external_data=False)
@@ -228,6 +231,36 @@ def to_onnx(net: torch.nn.Module, example: torch.Tensor, path: str | Path,
     result.ok, result.path = True, path
     result.details = {"opset_version": ONNX_OPSET, "ops": _onnx_ops(path)}
     return _judge(result, refs, outs, inputs)
+
+
+def _tensor_reflect_index(n: Any, pad: int, device: Any) -> torch.Tensor:
+    """``core.stem._reflect_index`` with the remainder taken by a tensor: the same
+    indices (checked by the tests), but an operation the ONNX exporter can convert when
+    ``n`` is a symbolic size (``aten.remainder.Scalar`` with a symbolic divisor fails)."""
+    idx = torch.arange(-pad, n + pad, device=device)
+    idx = torch.remainder(idx, torch.ones((), dtype=idx.dtype, device=device) * (2 * n))
+    return torch.where(idx >= n, 2 * n - 1 - idx, idx)
+
+
+@contextlib.contextmanager
+def _onnx_friendly() -> Iterator[None]:
+    """Swap in :func:`_tensor_reflect_index` for the fixed-filter stem while exporting."""
+    import importlib
+
+    try:
+        stem = importlib.import_module("napari_unet_studio.core.stem")
+    except ImportError:  # an engine without the stem
+        yield
+        return
+    original = getattr(stem, "_reflect_index", None)
+    if original is None:
+        yield
+        return
+    stem._reflect_index = _tensor_reflect_index
+    try:
+        yield
+    finally:
+        stem._reflect_index = original
 
 
 def _onnx_ops(path: Path) -> list[str]:

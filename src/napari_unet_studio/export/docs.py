@@ -29,9 +29,11 @@ def _display(raw: np.ndarray) -> np.ndarray:
 
 def cover_image(raw: np.ndarray, prob: np.ndarray, path: str | Path) -> None:
     """Write a 2:1 PNG: the test image, and the same image with the predicted classes
-    overlaid (colours of :data:`PALETTE`, half transparent)."""
+    overlaid (colours of :data:`PALETTE`, half transparent); 3D: the middle slice."""
     from PIL import Image
 
+    if raw.ndim == 5:  # a 3D model: the middle slice
+        raw, prob = raw[:, :, raw.shape[2] // 2], prob[:, :, prob.shape[2] // 2]
     base = _display(raw)
     classes = np.argmax(prob[0], axis=0)
     colours = PALETTE[classes % len(PALETTE)] / 255.0
@@ -54,10 +56,11 @@ def _fmt_table(formats: dict[str, Any]) -> list[str]:
 
 
 def readme_text(model: TrainedModel, *, name: str, description: str, formats: dict[str, Any],
-                halo: int, size_rule: tuple[int, int], norm_note: str, version: str,
-                test_shape: tuple[int, ...]) -> str:
+                halos: list[int], size_rules: list[tuple[int, int]], norm_note: str,
+                version: str, test_shape: tuple[int, ...]) -> str:
     """The package's README: the model, its training record, formats, how to use it."""
     cfg, rec = model.config, model.record
+    axes = ["z", "y", "x"][3 - int(cfg.dims):]
     counts = rec.get("labeled_pixels") or []
     names = model.class_names
     strokes = ", ".join(f"{n}: {int(c)} px" for n, c in zip(names, counts)) or "not recorded"
@@ -71,11 +74,14 @@ def readme_text(model: TrainedModel, *, name: str, description: str, formats: di
         f"- U-Net with the **{cfg.decoder}** upsampling decoder, depth {cfg.depth}, width "
         f"{cfg.width}, {cfg.norm} normalisation, {cfg.dims}D, {cfg.in_channels} input "
         f"channel(s), {'skip connections' if cfg.progressive else 'no skip connections'}.",
-        f"- Input: `(batch, channel, y, x)`, y and x at least {size_rule[0]} and a multiple "
-        f"of {size_rule[1]} pixels. Output: class probabilities `(batch, class, y, x)` of "
-        "the same size (softmax of the network's logits).",
-        f"- Halo: {halo} pixels on each side of a tile depend on pixels outside it; tile "
-        "with at least this overlap.",
+        f"- Input: `(batch, channel, {', '.join(axes)})`; "
+        + "; ".join(f"{a} at least {lo} and a multiple of {st}"
+                    for a, (lo, st) in zip(axes, size_rules))
+        + f". Output: class probabilities `(batch, class, {', '.join(axes)})` of the same "
+        "size (softmax of the network's logits).",
+        "- Halo: " + ", ".join(f"{h} pixels along {a}" for a, h in zip(axes, halos))
+        + " on each side of a tile depend on pixels outside it; tile with at least this "
+        "overlap (tiles of more than two halos).",
         f"- Normalisation: {norm_note}", "",
         "## Training record", "",
         f"- Painted pixels per class: {strokes}",

@@ -81,14 +81,15 @@ def _example(model: TrainedModel, image: Any) -> tuple[np.ndarray, Any, Any]:
     """Network input to convert and check with (the normalised test crop of ``image``,
     or without an image generated noise of the smallest tile size), and the raw test
     tensor and its probabilities (``None`` without an image)."""
-    from .package import normalized_input, size_rule, test_tensors
+    from .package import axis_size_rules, normalized_input, test_tensors
 
     if image is not None:
         raw, prob = test_tensors(model, image)
         return normalized_input(model, raw), raw, prob
-    low, _ = size_rule(model.config)
+    rules = axis_size_rules(model.config)
+    sizes = [low if int(model.config.dims) == 2 else max(low, 4 * step) for low, step in rules]
     rng = np.random.default_rng(0)
-    shape = (1, int(model.config.in_channels), *([low] * int(model.config.dims)))
+    shape = (1, int(model.config.in_channels), *sizes)
     return rng.standard_normal(shape).astype(np.float32), None, None
 
 
@@ -97,11 +98,9 @@ def _convert(model: TrainedModel, example: np.ndarray, folder: Path,
     import torch
 
     from .convert import to_onnx, to_torchscript
-    from .package import size_rule
-
     net = model.build("cpu")
     x = torch.from_numpy(example)
-    step = size_rule(model.config)[1]
+    step = 2 ** int(model.config.depth)  # a multiple of every axis's size step
     results = {}
     for fmt in which:
         if fmt == "torchscript":
@@ -144,7 +143,8 @@ def export_model(
     format : {"bioimageio", "torchscript", "onnx"}
         What to write.
     image : array-like, optional
-        One of your images, ``(Y, X[, C])`` or a stack (its middle slice is used).
+        One of your images, ``(Y, X[, C])`` or a stack (its middle slice is used; a
+        volume ``(Z, Y, X[, C])`` for a 3D model).
         Required for ``"bioimageio"``: the package's test tensors and cover are a crop of
         it and the model's prediction. For TorchScript/ONNX it is the check input
         (default: generated noise).
@@ -194,9 +194,6 @@ def export_model(
         raise ExportError("A bioimage.io package needs one of your images: its test "
                           "tensors and cover image are made from it (give image=... or "
                           "--image).")
-    if int(model.config.dims) != 2 and fmt == "bioimageio":
-        raise ExportError("Exporting 3D models as bioimage.io packages is not supported yet "
-                          "(TorchScript and ONNX are).")
     work = Path(tempfile.mkdtemp(prefix="unet-studio-export-"))
     try:
         say("preparing the test input")
@@ -238,7 +235,15 @@ def _write_package(model: TrainedModel, work: Path, out: Path, raw: np.ndarray,
 
     from .architecture import architecture_source
     from .docs import cover_image, readme_text
-    from .package import FILES, build_rdf, preprocessing, receptive_halo, size_rule, write_zip
+    from .package import (
+        FILES,
+        axis_halos,
+        axis_size_rules,
+        build_rdf,
+        preprocessing,
+        receptive_halo,
+        write_zip,
+    )
 
     cfg = model.config
     np.save(work / FILES["test_input"], raw)
@@ -263,9 +268,9 @@ def _write_package(model: TrainedModel, work: Path, out: Path, raw: np.ndarray,
     _, note = preprocessing(model.normalization, int(cfg.dims))
     halo = receptive_halo(cfg)
     (work / FILES["readme"]).write_text(readme_text(
-        model, name=name, description=description, formats=results, halo=halo,
-        size_rule=size_rule(cfg), norm_note=note, version=version,
-        test_shape=tuple(raw.shape)), encoding="utf-8")
+        model, name=name, description=description, formats=results,
+        halos=axis_halos(cfg), size_rules=axis_size_rules(cfg), norm_note=note,
+        version=version, test_shape=tuple(raw.shape)), encoding="utf-8")
     rdf = build_rdf(model, work, name=name, description=description,
                     authors=list(authors or ["napari-unet-studio user"]), license=license,
                     formats=results, channel_names=channel_names, version=version)

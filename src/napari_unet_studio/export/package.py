@@ -5,8 +5,8 @@ Contents of the zip (all at its root):
 ``rdf.yaml``
     The model description in the format version of the installed ``bioimageio.spec``:
     name, description, authors, licence, citations (the U-Net, the decoder's paper,
-    this project), tags, inputs and outputs with their axes, channel and class names,
-    the halo, the normalisation as preprocessing (``scale_range``), softmax as
+    this project), tags, inputs and outputs with their axes (2D or 3D), channel and
+    class names, the halo, the normalisation as preprocessing (``scale_range``), softmax as
     postprocessing, the weights, and under ``config.napari-unet-studio`` everything the
     plugin needs to open the package again (architecture, normalisation, record).
 ``weights.pt``
@@ -40,8 +40,8 @@ import numpy as np
 
 from ..core.checkpoint import FORMAT, FORMAT_VERSION, TrainedModel
 
-__all__ = ["receptive_halo", "size_rule", "test_tensors", "build_rdf", "write_zip",
-           "FILES", "OWNER_KEY"]
+__all__ = ["axis_halos", "axis_size_rules", "receptive_halo", "size_rule", "test_tensors",
+           "normalized_input", "build_rdf", "write_zip", "FILES", "OWNER_KEY"]
 
 #: key of our own section in ``rdf.yaml`` ``config``
 OWNER_KEY = "napari-unet-studio"
@@ -75,53 +75,90 @@ DECODER_CITATIONS = {
                              "CVPR 2016.", "doi": "10.1109/CVPR.2016.207"},
 }
 TEST_EDGE = 256  # the test tensor is a crop of at most this many pixels per axis
+TEST_EDGE_3D = 64  # ... voxels per axis for 3D models
 
 
 def _spatial_ids(dims: int) -> list[str]:
     return ["z", "y", "x"][3 - dims:]
 
 
-def receptive_halo(config: Any) -> int:
-    """Pixels on each side of a tile whose output depends on pixels outside the tile.
+def _pools(config: Any) -> list[tuple[int, ...]]:
+    """Per-level, per-axis pooling factors (2 everywhere unless z is coarse, 3D)."""
+    from ..core.anisotropy import pool_factors
 
-    Half the receptive field of the network (3x3 convolutions twice per level on the
-    way down and up, the 2x2 poolings, and a 3x3 kernel at low resolution for decoders
-    that have one), rounded up to a multiple of ``2**depth`` so that a tile plus its
-    halo on both sides is still a size the network accepts.
+    return pool_factors(getattr(config, "spacing", None), int(config.depth), int(config.dims))
+
+
+def axis_halos(config: Any) -> list[int]:
+    """Per spatial axis: pixels on each side of a tile whose output depends on pixels
+    outside the tile.
+
+    Half the receptive field of the network along that axis (3x3 convolutions twice
+    per level on the way down and up, the 2x2 poolings, and a 3x3 kernel at low
+    resolution for decoders that have one), plus the reach of the fixed-filter stem
+    where the network has one, rounded up to a multiple of the axis's size step, so
+    that a tile plus its halo on both sides is still a size the network accepts.
     """
-    extent, jump = 1, 1
-    depth = int(config.depth)
-    for _ in range(depth):  # encoder levels above the bottleneck, then a pooling
-        extent += 4 * jump
-        extent += jump
-        jump *= 2
-    extent += 4 * jump  # bottleneck
-    for _ in range(depth):  # upsampling (at most a 3x3 kernel at low resolution), convs
-        extent += 2 * jump
-        jump //= 2
-        if config.progressive:
-            extent += 4 * jump
-    radius = math.ceil((extent - 1) / 2)
-    step = 2**depth
-    return int(math.ceil(radius / step) * step)
+    pools = _pools(config)
+    halos = []
+    for axis, step in enumerate(axis_steps(config)):
+        extent, jump = 1, 1
+        for level in pools:  # encoder levels above the bottleneck, then a pooling
+            extent += 4 * jump + (level[axis] - 1) * jump
+            jump *= level[axis]
+        extent += 4 * jump  # bottleneck
+        for level in reversed(pools):  # upsampling (at most a 3x3 kernel), then convs
+            extent += 2 * jump
+            jump //= level[axis]
+            if config.progressive:
+                extent += 4 * jump
+        radius = math.ceil((extent - 1) / 2) + _stem_radius(config)
+        halos.append(int(math.ceil(radius / step) * step))
+    return halos
+
+
+def _stem_radius(config: Any) -> int:
+    """How far the fixed filters of the network's stem reach (0 without a stem)."""
+    if getattr(config, "stem", "none") in (None, "none"):
+        return 0
+    from ..core import stem
+
+    return int(stem.receptive_radius())
+
+
+def axis_steps(config: Any) -> list[int]:
+    """Per spatial axis: the size multiple the network needs (its total pooling)."""
+    pools = _pools(config)
+    return [int(math.prod(level[a] for level in pools)) for a in range(int(config.dims))]
+
+
+def receptive_halo(config: Any) -> int:
+    """The largest of :func:`axis_halos` (the in-plane halo)."""
+    return max(axis_halos(config))
+
+
+def axis_size_rules(config: Any) -> list[tuple[int, int]]:
+    """Per spatial axis ``(min, step)`` of the input size.
+
+    Multiples of the axis step larger than two halos (a smaller tile would be all halo;
+    the bioimage.io format requires it).
+    """
+    return [(step * (2 * halo // step + 1), step)
+            for halo, step in zip(axis_halos(config), axis_steps(config))]
 
 
 def size_rule(config: Any) -> tuple[int, int]:
-    """``(min, step)`` of every spatial input axis: multiples of ``2**depth`` larger than
-    two halos (a smaller tile would be all halo)."""
-    step = 2 ** int(config.depth)
-    halo = receptive_halo(config)
-    return step * (2 * halo // step + 1), step
+    """``(min, step)`` of the y and x axes (see :func:`axis_size_rules`)."""
+    return axis_size_rules(config)[-1]
 
 
-def _crop_or_pad(plane: np.ndarray, edge_min: int, step: int) -> np.ndarray:
-    """Centre crop of ``plane`` (Y, X, C) to at most TEST_EDGE (multiple of ``step``),
-    reflect-padded at the end up to ``edge_min`` where the image is smaller."""
-    out = plane
-    for axis in (0, 1):
+def _crop_or_pad(arr: np.ndarray, rules: Sequence[tuple[int, int]], edge: int) -> np.ndarray:
+    """Centre crop of the leading spatial axes of ``arr`` (..., C) to at most ``edge``
+    (a multiple of the axis step), reflect-padded at the end up to the axis minimum."""
+    out = arr
+    for axis, (low, step) in enumerate(rules):
         n = out.shape[axis]
-        target = max(edge_min, min(TEST_EDGE, n) // step * step)
-        target = max(target, edge_min)
+        target = max(low, min(edge, n) // step * step)
         if n >= target:
             start = (n - target) // 2
             out = np.take(out, np.arange(start, start + target), axis=axis)
@@ -132,11 +169,11 @@ def _crop_or_pad(plane: np.ndarray, edge_min: int, step: int) -> np.ndarray:
     return out
 
 
-def test_plane(model: TrainedModel, image: Any) -> np.ndarray:
-    """The 2D plane ``(Y, X, C)`` of the user's image the test tensors are made from.
-
-    Stacks ``(Z, Y, X[, C])`` for a 2D model give their middle slice.
-    """
+def test_array(model: TrainedModel, image: Any) -> np.ndarray:
+    """The part of the user's image the test tensors are made from: a centre crop, with
+    a last channel axis: ``(Y, X, C)`` (stacks give their middle slice to a 2D model)
+    or ``(Z, Y, X, C)`` for a 3D model."""
+    from ..core.errors import DataError
     from ..core.infer import _layout
 
     cfg = model.config
@@ -144,32 +181,42 @@ def test_plane(model: TrainedModel, image: Any) -> np.ndarray:
     spatial, channel_last = _layout(tuple(arr.shape), int(cfg.in_channels))
     if not channel_last:
         arr = arr[..., None]
-    if int(cfg.dims) == 2 and len(spatial) == 3:
+    dims = int(cfg.dims)
+    if dims == 2 and len(spatial) == 3:
         arr = arr[len(arr) // 2]
-    if int(cfg.dims) != 2:
-        raise ValueError("bioimage.io export of 3D models is not supported yet")
-    return arr
+    elif dims == 3 and len(spatial) != 3:
+        raise DataError(f"This is a 3D model; give a volume (Z, Y, X) to export it, not an "
+                        f"image of shape {tuple(np.shape(image))}.")
+    if arr.dtype.kind not in "buif":
+        raise DataError(f"The image has type {arr.dtype}; it must be numeric.")
+    return _crop_or_pad(arr, axis_size_rules(cfg), TEST_EDGE if dims == 2 else TEST_EDGE_3D)
+
+
+def _stats(model: TrainedModel, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from ..core.data import apply_stats, plane_stats
+    from ..core.volume import normalize_block, volume_stats
+
+    channels = int(model.config.in_channels)
+    if int(model.config.dims) == 3:
+        lo, scale = volume_stats(arr, model.normalization, channels)
+        return normalize_block(arr, lo, scale)[None], lo
+    lo, scale = plane_stats(arr, model.normalization, channels)
+    return apply_stats(arr, lo, scale)[None], lo
 
 
 def test_tensors(model: TrainedModel, image: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(input, output)`` test tensors: a crop of ``image`` as float32 ``(1, C, Y, X)``
-    (raw values) and the model's class probabilities ``(1, K, Y, X)`` for it.
+    """``(input, output)`` test tensors: a crop of ``image`` as float32 ``(1, C, *spatial)``
+    (raw values) and the model's class probabilities ``(1, K, *spatial)`` for it.
 
-    The probabilities come from this plugin: its normalisation
-    (:func:`~napari_unet_studio.core.data.plane_stats`) and the network on the CPU,
-    the whole crop in one pass, softmax over the classes.
+    The probabilities come from this plugin: its normalisation (per image for 2D models,
+    per volume for 3D ones) and the network on the CPU, the whole crop in one pass,
+    softmax over the classes.
     """
     import torch
 
-    from ..core.data import apply_stats, plane_stats
-
-    low, step = size_rule(model.config)
-    plane = _crop_or_pad(test_plane(model, image), low, step)
-    if plane.dtype.kind not in "buif":
-        raise ValueError(f"The image has type {plane.dtype}; it must be numeric.")
-    raw = np.ascontiguousarray(np.moveaxis(plane, -1, 0)[None].astype(np.float32))
-    lo, scale = plane_stats(plane, model.normalization, int(model.config.in_channels))
-    x = torch.from_numpy(apply_stats(plane, lo, scale)[None])
+    arr = test_array(model, image)
+    raw = np.ascontiguousarray(np.moveaxis(arr, -1, 0)[None].astype(np.float32))
+    x = torch.from_numpy(_stats(model, arr)[0])
     net = model.build("cpu")
     with torch.no_grad():
         prob = torch.softmax(net(x).float(), dim=1).numpy()
@@ -178,11 +225,7 @@ def test_tensors(model: TrainedModel, image: Any) -> tuple[np.ndarray, np.ndarra
 
 def normalized_input(model: TrainedModel, raw: np.ndarray) -> np.ndarray:
     """The network input for the raw test tensor (this plugin's normalisation)."""
-    from ..core.data import apply_stats, plane_stats
-
-    plane = np.moveaxis(raw[0], 0, -1)
-    lo, scale = plane_stats(plane, model.normalization, int(model.config.in_channels))
-    return apply_stats(plane, lo, scale)[None]
+    return _stats(model, np.moveaxis(raw[0], 0, -1))[0]
 
 
 def preprocessing(normalization: dict, dims: int) -> tuple[list[dict], str]:
@@ -245,8 +288,8 @@ def build_rdf(
 
     cfg = model.config
     dims = int(cfg.dims)
-    low, step = size_rule(cfg)
-    halo = receptive_halo(cfg)
+    rules = axis_size_rules(cfg)
+    halos = axis_halos(cfg)
     spatial = _spatial_ids(dims)
     pre, _ = preprocessing(model.normalization, dims)
 
@@ -255,11 +298,12 @@ def build_rdf(
 
     in_axes: list[dict] = [{"type": "batch"},
                            {"type": "channel", "channel_names": list(channel_names)}]
-    in_axes += [{"type": "space", "id": a, "size": {"min": low, "step": step}} for a in spatial]
+    in_axes += [{"type": "space", "id": a, "size": {"min": low, "step": step}}
+                for a, (low, step) in zip(spatial, rules)]
     out_axes: list[dict] = [{"type": "batch"},
                             {"type": "channel", "channel_names": list(model.class_names)}]
     out_axes += [{"type": "space", "id": a, "halo": halo,
-                  "size": {"tensor_id": "raw", "axis_id": a}} for a in spatial]
+                  "size": {"tensor_id": "raw", "axis_id": a}} for a, halo in zip(spatial, halos)]
     torch_version = torch.__version__.split("+")[0]
     weights: dict[str, Any] = {"pytorch_state_dict": {
         **f("weights"),
