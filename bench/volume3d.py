@@ -13,9 +13,11 @@ user paints in napari's 2D view. Every other voxel is unpainted.
 
 Methods (same strokes, scored by nucleus IoU over the **whole volume**):
 
-* ``3d``: ``napari_unet_studio.train(vol, strokes, dims=3, spacing=...)`` with the 3D
-  defaults for the CPU (``core.device.VOLUME_CPU``), then ``predict`` (3D tiles);
-  ``--decoders`` picks the decoders (default: bilinear only).
+* ``3d`` / ``3d-scratch``: ``napari_unet_studio.train(vol, strokes, dims=3, spacing=...)``
+  with the 3D defaults for the CPU (``VOLUME_CPU``: 48 px patches, batch 2, width 16) and
+  the default start (the shipped 2D weights inflated to 3D, ``core/inflate.py``; and from
+  random weights), then ``predict`` (3D tiles); ``--decoders`` picks the decoders
+  (default: bilinear only).
 * ``2d`` / ``2d-scratch``: the same strokes as a stack: the product's 2D model (its
   default start, the shipped pretrained weights; and from random weights), predicted
   slice by slice.
@@ -104,8 +106,8 @@ def run_unet(vol, strokes, truth, *, dims, decoder, seed, budget, threads, spaci
     else:
         kwargs["steps"] = budget["steps"]
     if dims == 3:
-        kwargs.update(dims=3, spacing=spacing, start="scratch")
-    elif start:
+        kwargs.update(dims=3, spacing=spacing)
+    if start:
         kwargs["start"] = start
     t0 = time.perf_counter()
     model = nus.train(vol, strokes, **kwargs)
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--steps", type=int, help="fixed step budget per model")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--methods", nargs="+", default=["3d", "2d", "2d-scratch", "forest"],
-                    choices=["3d", "2d", "2d-scratch", "forest"])
+                    choices=["3d", "3d-scratch", "2d", "2d-scratch", "forest"])
     ap.add_argument("--decoders", nargs="+", default=["bilinear"])
     ap.add_argument("--aniso", action="store_true", help="3x coarser z (see the docstring)")
     ap.add_argument("--threads", type=int, default=None,
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         strokes = make_strokes(truth, slices, seed)
         painted = int(np.count_nonzero(strokes.any(axis=(1, 2))))
         for method in args.methods:
-            for decoder in (args.decoders if method == "3d" else [None]):
+            for decoder in (args.decoders if method.startswith("3d") else [None]):
                 entry: dict[str, Any] = {"seed": seed, "method": method, "decoder": decoder,
                                          "painted_slices": painted,
                                          "painted_voxels": int(np.count_nonzero(strokes)),
@@ -185,10 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                     entry.update(run_forest(vol, strokes, truth, seed))
                 else:
                     entry.update(run_unet(
-                        vol, strokes, truth, dims=3 if method == "3d" else 2,
-                        decoder=decoder if method == "3d" else None, seed=seed, budget=budget,
-                        threads=threads, spacing=spacing,
-                        start="scratch" if method == "2d-scratch" else None))
+                        vol, strokes, truth, dims=3 if method.startswith("3d") else 2,
+                        decoder=decoder, seed=seed, budget=budget, threads=threads,
+                        spacing=spacing, start="scratch" if method.endswith("scratch") else None))
                 entry["load_after"] = load_avg()
                 small = {k: v for k, v in entry.items() if k != "per_slice_iou"}
                 print(json.dumps(small), flush=True)

@@ -109,7 +109,7 @@ def test_short_3d_training_lowers_the_loss_and_segments(spacing):
     model = trainer.result()
     assert model.config.dims == 3 and model.config.spacing == spacing
     assert model.normalization["scope"] == "volume"
-    assert model.record["start"].startswith("scratch (the shipped pretrained weights are 2D")
+    assert model.record["start"].startswith("scratch (the pretrained weights are for depth 3")
     pred = predict_image(model, image).labels
     assert pred.shape == image.shape and pred.min() >= 1 and pred.max() <= 2
     iou = ((pred == 2) & ball).sum() / ((pred == 2) | ball).sum()
@@ -235,3 +235,44 @@ def test_volume_sizes_fit_the_gpu_memory(monkeypatch):
     assert small["batch_size"] * 4 * voxels * (24 * 16 + 1) <= 0.6 * free["bytes"]
     thin = dev.volume_defaults(torch.device("cuda"), patch_depth_ratio=1 / 3)
     assert thin["patch_size"] >= small["patch_size"]  # anisotropic patches may be wider
+
+
+@pytest.mark.parametrize("decoder", ["nearest", "bilinear", "transposed", "pixelshuffle"])
+@pytest.mark.parametrize("spacing", [None, (3.0, 1.0, 1.0)])
+def test_inflated_2d_weights_compute_the_2d_network_on_z_constant_volumes(decoder, spacing):
+    import dataclasses
+
+    from napari_unet_studio.core.inflate import inflate_into
+    from napari_unet_studio.core.model import build_model
+
+    torch.manual_seed(0)
+    c2 = ModelConfig(decoder=decoder, width=4, depth=2, num_classes=3)
+    net2 = build_model(c2).eval()
+    with torch.no_grad():
+        for m in net2.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    net3 = build_model(dataclasses.replace(c2, dims=3, spacing=spacing)).eval()
+    missing = inflate_into(net3, net2.state_dict())
+    assert not [k for k in missing if not k.startswith("stem.")]
+    x = torch.randn(1, 1, 24, 24)
+    with torch.no_grad():
+        y2 = net2(x)
+        y3 = net3(x[:, :, None].expand(1, 1, 48, 24, 24).contiguous())
+    # away from the z borders (zero padding there) every slice is the 2D result
+    torch.testing.assert_close(y3[:, :, 24], y2, rtol=1e-4, atol=1e-5)
+
+
+def test_3d_starts_from_the_shipped_2d_weights_inflated():
+    from napari_unet_studio.core.train import Trainer
+
+    image, labels, ball = _ball_volume()
+    trainer = Trainer([(image, labels)], None,
+                      TrainConfig(steps=4, patch_size=24, batch_size=2, seed=0),
+                      arch={"dims": 3})
+    assert trainer.start_description.startswith("pretrained bilinear")
+    assert trainer.head_start.startswith("pretrained object head")  # nuclei-like: adopted
+    run_to_end(trainer.run())
+    pred = predict_image(trainer.result(), image).labels
+    assert ((pred == 2) & ball).sum() / ((pred == 2) | ball).sum() > 0.8  # after 4 steps

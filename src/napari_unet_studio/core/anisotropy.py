@@ -31,9 +31,10 @@ __all__ = [
     "preview_slab",
 ]
 
-# 3D training sizes on the CPU: a first result in about a minute on 2 cores (about 1 s per
-# step of two 48^3 patches at width 8; bench/volume3d.py). GPUs: core.device.volume_defaults
-VOLUME_CPU = {"patch_size": 48, "batch_size": 2, "width": 8}
+# 3D training sizes on the CPU: a first result in about a minute on 2 cores (two 48^3
+# patches per step; width 16, the shipped 2D weights' width, so that they start the 3D
+# network, inflated: core/inflate.py). GPUs: core.device.volume_defaults
+VOLUME_CPU = {"patch_size": 48, "batch_size": 2, "width": 16}
 PREVIEW_SLAB = 32  # slices (physical cube edge, in y/x pixels) sent for a 3D live preview
 ISOTROPIC_RATIO = 1.5  # coarsest / finest spacing up to which a volume counts as isotropic
 _POOL_RATIO = 2.0  # an axis is pooled while its spacing <= this x the finest one (nnU-Net)

@@ -287,9 +287,8 @@ def prepare_runtime(threads: int | None = None) -> dict[str, object]:
         return {k: v for k, v in _runtime_state.items() if k != "default_threads"}
 
 
-# 3D training sizes. CPU: about a minute of training on 2 cores gives a first result
-# (bench/volume3d.py: ~1 s per step of two 48^3 patches, width 8). GPU: the largest cube
-# from _VOLUME_PATCHES whose batch of 2 fits the free memory (cuda_batch_size's model).
+# 3D training sizes. CPU: VOLUME_CPU (core/anisotropy.py). GPU: the largest cube from
+# _VOLUME_PATCHES whose batch of 2 fits the free memory (cuda_batch_size's model).
 _VOLUME_PATCHES = (128, 96, 64, 48, 32)
 
 
