@@ -73,3 +73,15 @@ def test_thin_stacks_are_advised_2d_and_3d_switches_default_sizes(studio, qtbot)
     assert panel["batch_size"].value == 3
     panel["dims"].value = 2
     assert panel["patch_size"].value == 128 and panel["width"].value == 16
+
+
+def test_advice_for_a_volume_opened_before_the_dock(make_napari_viewer, qtbot, fake):
+    from widget_support import docked_studio, shut_down
+
+    image, labels = _volume()
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="vol")
+    viewer.add_labels(labels, name="strokes")
+    _, widget = docked_studio(lambda: viewer, client=fake)
+    assert "Recommended: 3D" in widget.model_panel.dims_help.text()
+    shut_down(qtbot, widget)

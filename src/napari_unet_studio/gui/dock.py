@@ -229,6 +229,7 @@ class UNetStudioWidget(QWidget):
         for layer in napari_viewer.layers:
             layer.events.name.connect(self._refresh_layers)
         self._refresh_layers()
+        update_dims_advice(napari_viewer, self.data_panel, self.model_panel)  # layers already open
 
         self.destroyed.connect(functools.partial(_on_destroyed, self._holder))
         self._watched_window: QObject | None = None
