@@ -181,6 +181,8 @@ def store(size: int, workers: int, block: int, resume: bool = False,
                px_per_s_per_core=size * size / dt / cores, blocks=res.blocks,
                skipped=res.skipped, predicted=len(res.block_seconds),
                block_seconds=[round(s, 2) for s in res.block_seconds],
+               block_starts=[(pid, round(t - res.block_starts[0][1], 2))
+                             for pid, t in res.block_starts] if res.block_starts else [],
                tiles=_tiles(size, size, block), tiles_in_memory=_tiles(size, size, None),
                max_rss_mb_per_block=[round(m) for m in res.max_rss_mb],
                max_rss_mb=round(max(res.max_rss_mb or [0])),

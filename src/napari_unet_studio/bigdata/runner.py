@@ -86,6 +86,7 @@ class StoreResult:
     block_seconds: list = field(default_factory=list)
     max_rss_mb: list = field(default_factory=list)
     cancelled: bool = False
+    block_starts: list = field(default_factory=list)
     stats_seconds: float = 0.0
     start_seconds: float = 0.0
 
@@ -337,6 +338,7 @@ def iter_predict_store(
             if not r["skipped"]:
                 counts += r["class_counts"]
                 res.block_seconds.append(r["seconds"])
+                res.block_starts.append((r["pid"], r["started"]))
                 res.max_rss_mb.append(r["max_rss_mb"])
             yield BlockProgress("predict", len(results), len(blocks), skipped,
                                 time.perf_counter() - t0)
