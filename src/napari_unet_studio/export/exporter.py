@@ -85,7 +85,12 @@ def _example(model: TrainedModel, image: Any) -> tuple[np.ndarray, Any, Any]:
 
     if image is not None:
         raw, prob = test_tensors(model, image)
-        return normalized_input(model, raw), raw, prob
+        example = normalized_input(model, raw)
+        if int(model.config.dims) == 3:  # convert and check on at most 32 voxels per axis
+            ends = [min(n, max(step, 32 // step * step))
+                    for n, (_, step) in zip(example.shape[2:], axis_size_rules(model.config))]
+            example = np.ascontiguousarray(example[:, :, :ends[0], :ends[1], :ends[2]])
+        return example, raw, prob
     rules = axis_size_rules(model.config)
     sizes = [low if int(model.config.dims) == 2 else max(low, 4 * step) for low, step in rules]
     rng = np.random.default_rng(0)
