@@ -1,0 +1,87 @@
+"""Screenshots of the Assistant panel for the user guide (docs/images/09-11_assistant_*.png).
+
+Run under a virtual display (a few minutes; the comparison trains five decoders)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/assistant_screenshots.py
+
+It opens the nuclei sample, trains briefly with the live preview, shows the uncertainty
+layer and the region the Next button picks, compares the five decoders with a small
+budget, keeps the best, and shows the upsampling gallery. Reuses the helpers of
+``make_screenshots.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import napari
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_screenshots import OUT, pump, shot, show_section, wait_for  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="training steps")
+    parser.add_argument("--compare-steps", type=int, default=6,
+                        help="steps per decoder and fold in the comparison")
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    viewer = napari.Viewer(show=True, title="napari - U-Net Studio")
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.window._qt_window.move(0, 0)
+    viewer.open_sample("napari-unet-studio", "nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-studio", "U-Net Studio")
+    viewer.layers["scribbles"].opacity = 0.9
+    viewer.reset_view()
+    mp = widget.model_panel
+    wait_for(lambda: len(mp.decoders()) > 1, timeout=300)
+    mp["steps"].value = args.steps
+    mp["preview_interval"].value = 3.0
+
+    # 1. train with the live preview: the uncertainty layer follows it
+    widget.train_panel.train_button.click()
+    wait_for(lambda: not widget.train.running, timeout=1800)
+    wait_for(lambda: widget.assistant.uncertainty_updates > 0, timeout=60)
+    ap = widget.assistant_panel
+    ap.uncertainty_box.setChecked(True)
+    viewer.layers["nuclei prediction"].visible = False
+    ap.next_button.click()
+    pump(1.0)
+    show_section(widget, widget.assistant_panel)
+    shot(viewer, "09_assistant_uncertainty.png")
+    ap.uncertainty_box.setChecked(False)
+    viewer.layers["nuclei prediction"].visible = True
+    viewer.reset_view()
+
+    # 2. compare the five decoders on the strokes, keep the best
+    ap.steps.setValue(args.compare_steps)
+    ap.compare_button.click()
+    wait_for(lambda: not widget.assistant.running, timeout=3000)
+    pump(1.0)
+    viewer.layers["nuclei prediction"].visible = False
+    show_section(widget, ap.table)
+    shot(viewer, "10_assistant_compare.png")
+    ap.keep_button.click()
+
+    # 3. what each upsampling makes of a crop around the view centre (a nucleus)
+    camera = getattr(viewer, "scene", viewer).camera
+    camera.center = (300, 200)
+    camera.zoom = 4.0
+    ap.crop_size.setCurrentIndex(1)  # 64 px
+    ap.show_button.click()
+    wait_for(lambda: bool(widget.upsampling.panels), timeout=600)
+    pump(1.0)
+    show_section(widget, ap.gallery)
+    shot(viewer, "11_assistant_upsampling.png")
+
+    widget.shutdown()
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
