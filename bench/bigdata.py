@@ -230,6 +230,9 @@ def resume(size: int, workers: int, block: int) -> None:
     row.update(size=size, workers=workers, block=block, killed_after_s=round(killed_after, 1),
                blocks_written_at_kill=done_at_kill, resumed_seconds=second["seconds"],
                resumed_skipped=second["skipped"], resumed_predicted=second["predicted"],
+               resumed_block_seconds=second["block_seconds"],
+               resumed_block_starts=second["block_starts"],
+               resumed_max_rss_mb=second["max_rss_mb"],
                blocks=second["blocks"], identical_to_uninterrupted_run=same,
                load_after=os.getloadavg())
     _record(row)
