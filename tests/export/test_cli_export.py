@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import tifffile
 import torch
-from conftest import blob_image, tiny_model
+from export_support import blob_image, tiny_model
 
 from napari_unet_studio.cli import main
 

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 import yaml
-from conftest import blob_image, tiny_model
+from export_support import blob_image, tiny_model
 
 import napari_unet_studio as nus
 from napari_unet_studio.export import export_model
