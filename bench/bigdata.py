@@ -145,11 +145,12 @@ def inmem(size: int) -> None:
     import zarr
 
     img = np.asarray(zarr.open_group(str(src), mode="r")["0"])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ref = nus.predict(model(), img, tile=TileConfig(**TILE), threads=1)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     row.update(size=size, workers=0, threads=1, seconds=round(dt, 2),
                px_per_s=img.size / dt, px_per_s_per_core=img.size / dt,
+               cpu_seconds=round(cpu, 2), px_per_cpu_s=img.size / cpu,
                tiles=_tiles(size, size, None),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     for block in (size, 4096):  # one block = the same tiles (overheads only); borders
@@ -161,6 +162,7 @@ def inmem(size: int) -> None:
             "identical": bool(np.array_equal(stored, ref)), "seconds": round(res.seconds, 2),
             "stats_seconds": round(res.stats_seconds, 2), "tiles": _tiles(size, size, block),
             "block_seconds": [round(x, 2) for x in res.block_seconds],
+            "block_cpu_seconds": [round(x, 2) for x in res.block_cpu_seconds],
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     row.update(
                disc_fraction=float((ref == 2).mean()), load_after=os.getloadavg())
@@ -187,6 +189,8 @@ def store(size: int, workers: int, block: int, resume: bool = False,
                px_per_s_per_core=size * size / dt / cores, blocks=res.blocks,
                skipped=res.skipped, predicted=len(res.block_seconds),
                block_seconds=[round(s, 2) for s in res.block_seconds],
+               block_cpu_seconds=[round(s, 2) for s in res.block_cpu_seconds],
+               px_per_cpu_s=size * size / max(1e-9, sum(res.block_cpu_seconds)),
                block_starts=[(pid, round(t - res.block_starts[0][1], 2))
                              for pid, t in res.block_starts] if res.block_starts else [],
                tiles=_tiles(size, size, block), tiles_in_memory=_tiles(size, size, None),
@@ -237,6 +241,7 @@ def resume(size: int, workers: int, block: int) -> None:
                blocks_written_at_kill=done_at_kill, resumed_seconds=second["seconds"],
                resumed_skipped=second["skipped"], resumed_predicted=second["predicted"],
                resumed_block_seconds=second["block_seconds"],
+               resumed_block_cpu_seconds=second["block_cpu_seconds"],
                resumed_block_starts=second["block_starts"],
                resumed_max_rss_mb=second["max_rss_mb"],
                blocks=second["blocks"], identical_to_uninterrupted_run=same,

@@ -87,6 +87,7 @@ class StoreResult:
     max_rss_mb: list = field(default_factory=list)
     cancelled: bool = False
     block_starts: list = field(default_factory=list)
+    block_cpu_seconds: list = field(default_factory=list)
     stats_seconds: float = 0.0
     start_seconds: float = 0.0
 
@@ -339,6 +340,7 @@ def iter_predict_store(
                 counts += r["class_counts"]
                 res.block_seconds.append(r["seconds"])
                 res.block_starts.append((r["pid"], r["started"]))
+                res.block_cpu_seconds.append(r["cpu_seconds"])
                 res.max_rss_mb.append(r["max_rss_mb"])
             yield BlockProgress("predict", len(results), len(blocks), skipped,
                                 time.perf_counter() - t0)
