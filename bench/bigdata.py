@@ -170,8 +170,13 @@ def inmem(size: int) -> None:
 
 
 def store(size: int, workers: int, block: int, resume: bool = False,
-          out: Path | None = None, record: bool = True) -> dict:
-    """Block-wise prediction of the OME-Zarr input into an OME-Zarr store."""
+          out: Path | None = None, record: bool = True, max_blocks: int = 0) -> dict:
+    """Block-wise prediction of the OME-Zarr input into an OME-Zarr store.
+
+    ``max_blocks``: stop after that many newly predicted blocks (a partial run that
+    fits the time limit; the rest stays for a resumed run)."""
+    import threading
+
     import napari_unet_studio as nus
     from napari_unet_studio.core.config import TileConfig
 
@@ -179,18 +184,33 @@ def store(size: int, workers: int, block: int, resume: bool = False,
     src = make(size)
     out = out or ROOT / f"pred{size}_w{workers}.zarr"
     t0 = time.perf_counter()
-    res = nus.predict_store(model(), src, out, tile=TileConfig(**TILE), block=block,
-                            workers=workers or None, threads=1, resume=resume,
-                            progress=True)
+    stop = threading.Event()
+    gen = nus.iter_predict_store(model(), src, out, tile=TileConfig(**TILE), block=block,
+                                 workers=workers or None, threads=1, resume=resume,
+                                 stop=stop)
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as fin:
+            res = fin.value
+            break
+        print(f"{p.phase} {p.done}/{p.total} skipped {p.skipped} {p.elapsed:.0f} s",
+              file=sys.stderr, flush=True)
+        if max_blocks and p.done - p.skipped >= max_blocks:
+            stop.set()
     dt = time.perf_counter() - t0
     cores = max(1, workers)
+    done_px = size * size if not res.cancelled else None
     row.update(size=size, workers=workers, threads_per_worker=1, block=block,
-               seconds=round(dt, 2), px_per_s=size * size / dt,
-               px_per_s_per_core=size * size / dt / cores, blocks=res.blocks,
+               seconds=round(dt, 2), partial=bool(res.cancelled),
+               px_per_s=done_px / dt if done_px else None,
+               px_per_s_per_core=done_px / dt / cores if done_px else None,
+               blocks=res.blocks,
                skipped=res.skipped, predicted=len(res.block_seconds),
                block_seconds=[round(s, 2) for s in res.block_seconds],
                block_cpu_seconds=[round(s, 2) for s in res.block_cpu_seconds],
-               px_per_cpu_s=size * size / max(1e-9, sum(res.block_cpu_seconds)),
+               px_per_cpu_s=(len(res.block_cpu_seconds) * block * block
+                             / max(1e-9, sum(res.block_cpu_seconds))),
                block_starts=[(pid, round(t - res.block_starts[0][1], 2))
                              for pid, t in res.block_starts] if res.block_starts else [],
                tiles=_tiles(size, size, block), tiles_in_memory=_tiles(size, size, None),
@@ -257,6 +277,9 @@ def main() -> None:
     p.add_argument("--block", type=int, default=8192)
     p.add_argument("--out")
     p.add_argument("--no-record", action="store_true")
+    p.add_argument("--max-blocks", type=int, default=0,
+                   help="store: stop after this many newly predicted blocks")
+    p.add_argument("--resume", action="store_true", help="store: keep an existing output")
     a = p.parse_args()
     if a.what == "make":
         print(make(a.size))
@@ -265,8 +288,9 @@ def main() -> None:
     elif a.what == "inmem":
         inmem(a.size)
     elif a.what == "store":
-        store(a.size, a.workers, a.block, resume=a.out is not None,
-              out=Path(a.out) if a.out else None, record=not a.no_record)
+        store(a.size, a.workers, a.block, resume=a.out is not None or a.resume,
+              out=Path(a.out) if a.out else None, record=not a.no_record,
+              max_blocks=a.max_blocks)
     else:
         resume(a.size, a.workers, a.block)
 
