@@ -18,7 +18,8 @@ from .shm import attach, detach
 
 class ExportTask(Task):
     """Spec: ``model`` (ModelRef), ``out`` (path), ``format``, optional ``image`` (an
-    array sent through shared memory), ``name``, ``authors``, ``validate``."""
+    array sent through shared memory), ``name``, ``authors``, ``weight_formats``
+    (default TorchScript and ONNX), ``validate``."""
 
     doing = "Exporting the model"
 
@@ -51,6 +52,7 @@ class ExportTask(Task):
         report = export_model(
             model, spec["out"], format=spec.get("format", "bioimageio"), image=image,
             name=spec.get("name"), authors=spec.get("authors"),
+            weight_formats=tuple(spec.get("weight_formats") or ("torchscript", "onnx")),
             validate=bool(spec.get("validate", True)), progress=progress)
         del image
         return {"path": str(report.path), "format": report.format,
