@@ -134,6 +134,42 @@ def report(paths: list[Path]) -> str:
     return "\n".join(out)
 
 
+def suite_table(new_paths: list[Path], results: Path = HERE / "results") -> str:
+    """Markdown: per case and seed, the forest, the previous default and the new one.
+
+    The previous default is the committed ``realistic_steps150_pretrained.json`` row on
+    the nuclei cases and ``realistic_steps150_scratch.json`` on the photos (where the
+    engine falls back to random weights, docs/benchmarks.md); the new rows are the
+    ``pretrained`` rows (the default start) of ``new_paths``.
+    """
+    load = lambda p: json.loads(p.read_text())["rows"]  # noqa: E731
+    old_pre = {(r["case"], r["seed"]): r for r in load(results /
+               "realistic_steps150_pretrained.json")}
+    old_scr = {(r["case"], r["seed"]): r for r in load(results /
+               "realistic_steps150_scratch.json") if r["method"] == "scratch"}
+    forest = forest_rows()
+    new = {(r["case"], r["seed"]): r for p in new_paths for r in load(p)
+           if r["method"] == "pretrained"}
+    head = ["case", "seed", "forest", "previous default", "new default", "new / forest",
+            "goals (new)"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda r: "-" if r is None else f"{r['miou']:.3f}" + (  # noqa: E731
+        f" / {r['fg']:.3f}" if "fg" in r else "")
+    for case in rc.CASES:
+        for seed in (0, 1, 2):
+            key = (case, seed)
+            if key not in new:
+                continue
+            f, n = forest[key], new[key]
+            old = old_pre.get(key) if rc.CASES[case].foreground else old_scr.get(key)
+            ratio = n["miou"] / f["miou"]
+            ok = ratio >= rl.GOAL_RATIO and (not (rc.CASES[case].gap and "fg" in n)
+                                            or n["fg"] >= rl.GOAL_FG)
+            out.append(f"| {case} | {seed} | {fmt(f)} | {fmt(old)} | {fmt(n)} | "
+                       f"{ratio:.3f} | {'met' if ok else 'no'} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description="realistic-suite ablations")
@@ -144,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--report", nargs="+", type=Path)
+    ap.add_argument("--suite", nargs="+", type=Path,
+                    help="realistic.py result files of the new default: compare them with "
+                    "the committed previous default and the forest, then exit")
     args = ap.parse_args(argv)
+    if args.suite:
+        print(suite_table(args.suite))
+        return 0
     if args.report:
         print(report(args.report))
         return 0

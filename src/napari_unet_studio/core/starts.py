@@ -93,7 +93,8 @@ def load_init(model: torch.nn.Module, init: TrainedModel, reinit_head: bool) -> 
     src = init.state_dict
     fits = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     if reinit_head:  # a fresh output layer even when the class count is unchanged
-        fits = {k: v for k, v in fits.items() if not k.startswith("head.")}
+        # the class-dependent layers: the head and the stem's per-pixel output (stem.py)
+        fits = {k: v for k, v in fits.items() if not k.startswith(("head.", "stem.pixel.2."))}
     if not reinit_head and (len(fits) != len(own) or len(src) != len(own)):
         raise DataError(
             "The model you continue from has a different architecture (decoder, depth, "

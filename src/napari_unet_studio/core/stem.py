@@ -292,21 +292,27 @@ TRACK_FROM = 0.5  # fraction of the run before the lowest training loss is track
 
 
 def track_best_from(pixel_fit: dict, held: object | None) -> float:
-    """From which fraction of the run the Trainer keeps the lowest-loss snapshot.
+    """Fraction of the run at which the Trainer restarts its lowest-loss tracking.
 
     After :func:`fit_pixel_branch` the training loss is lowest right at the start (the
     per-pixel classifier already fits the painted pixels; the U-Net's first steps raise
     the loss before they lower it), so the snapshot with the lowest training loss would
-    be the untrained U-Net (measured: step 1 of 150 on every case). The lowest loss is
-    then tracked over the second half only. Held-out strokes measure something else and
-    are tracked from the start; without a fitted branch: from the start.
+    be the untrained U-Net (measured: step 1 of 150 on arc2017 and the time-lapse). The
+    tracking is therefore restarted half-way (the best loss so far is forgotten, the
+    snapshots of the first half stay until a later one replaces them). Held-out strokes
+    measure something else and need no restart; without a fitted branch: 0, no restart.
     """
     return TRACK_FROM if pixel_fit and held is None else 0.0
 
 
-def fit_steps(train_config, started_from: str) -> int:
-    """Steps of :func:`fit_pixel_branch` for a training run: ``train_config.pixel_fit``,
-    or 0 when the pretrained object/background head was adopted (``started_from ==
-    "adopted"``: the pretrained network already segments the task; the branch then
-    trains with it from zero instead of taking over the logits)."""
-    return 0 if started_from == "adopted" else int(train_config.pixel_fit)
+def fit_steps(train_config, started_from: str, start_kind: str) -> int:
+    """Steps of :func:`fit_pixel_branch` for a training run: ``train_config.pixel_fit``
+    when the per-pixel branch is new (a ``scratch`` or pretrained start), 0 when the
+    pretrained object/background head was adopted (``started_from == "adopted"``: the
+    pretrained network already segments the task; the branch then trains with it from
+    zero instead of taking over the logits) or when continuing from a model (``"init"``,
+    ``"file"``: its branch is already trained)."""
+    if started_from == "adopted" or start_kind not in ("scratch", "pretrained",
+                                                          "pretrained-features"):
+        return 0
+    return int(train_config.pixel_fit)

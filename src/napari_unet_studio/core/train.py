@@ -152,7 +152,8 @@ class Trainer:
         self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
         self.pixel_fit = fit_pixel_branch(self.model, self._data, self._weights,
-                                          steps=fit_steps(tc, self._started_from), seed=tc.seed)
+                                          steps=fit_steps(tc, self._started_from, self._start_kind),
+                                          seed=tc.seed)
         self._held = held_out(held, self.normalization, tc.patch_size, tc.batch_size, tc.seed)
         self._track_from = track_best_from(self.pixel_fit, self._held)  # stem.py
         self._init_record = dict(init.record) if init else None
@@ -374,7 +375,9 @@ class Trainer:
                 self._lr_frac = lr / tc.lr
                 score = smooth if self._held is None else self._held.score(
                     self.model, self._weights, self.device, self._step, tc.steps)
-                if score is not None and score < self._best_loss and frac >= self._track_from:
+                if self._track_from and frac >= self._track_from:  # stem.track_best_from
+                    self._track_from, self._best_loss = 0.0, math.inf
+                if score is not None and score < self._best_loss:
                     snap = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                     with self._lock:
                         self._best_state, self._best_loss = snap, score
