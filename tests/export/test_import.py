@@ -180,3 +180,30 @@ def test_torchscript_file_alone(tmp_path):
     x = torch.randn(2, 1, 48, 64)
     with torch.no_grad():
         assert torch.equal(ts(x).argmax(1), model.build("cpu")(x).argmax(1))
+
+
+def test_a_conversion_with_the_same_classes_but_loose_probabilities_is_left_out(tmp_path,
+                                                                              monkeypatch):
+    """Same argmax everywhere is not enough: the package's test compares probabilities
+    with bioimage.io's tolerance, so a conversion outside it is not shipped either."""
+    import torch
+
+    from napari_unet_studio.export import convert
+
+    class Sharper(torch.nn.Module):  # same classes, other probabilities
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return 1.5 * self.net(x)
+
+    real = convert.traceable
+    monkeypatch.setattr(convert, "traceable", lambda net: Sharper(real(net)))
+    report = export_model(tiny_model("transposed"), tmp_path / "m.zip", image=blob_image(64),
+                          weight_formats=("torchscript",), validate=True)
+    res = report.formats["torchscript"]
+    assert not res.ok and all(v["agreement"] == 1.0 for v in res.agreement.values())
+    assert "probabilities differ from the original's by more than bioimage.io's tolerance" \
+        in res.reason
+    assert report.validation["status"] == "passed"

@@ -2,8 +2,10 @@
 
 A converted file is kept only if it predicts the same class as the PyTorch network at
 every pixel of the check input, at the size it was converted at *and* at a second
-size and batch (a graph that baked in one shape is caught). Otherwise the format is
-reported as not available for this network, with the reason: no wrong graph is shipped.
+size and batch (a graph that baked in one shape is caught), and its class probabilities
+stay within bioimage.io's reproducibility tolerance (so the package's test passes).
+Otherwise the format is reported as not available for this network, with the reason:
+no wrong graph is shipped.
 
 TorchScript: ``torch.jit.trace``. The ``unpool`` decoder's ``F.max_unpool2d/3d`` checks
 its output size with Python conditions that tracing cannot follow, so for tracing its
@@ -74,14 +76,29 @@ def check_sizes(example: torch.Tensor, step: int) -> list[torch.Tensor]:
     return [example, other.to(example.dtype)]
 
 
+#: bioimage.io's default reproducibility tolerance (``ReproducibilityTolerance``): a
+#: probability may differ by ``ABS + REL * |expected|``, in at most this many elements
+#: per million
+ABS_TOL, REL_TOL, MISMATCH_PER_MILLION = 1e-3, 1e-3, 100
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def class_agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
-    """Fraction of pixels whose argmax class agrees, and the largest logit difference."""
+    """Fraction of pixels whose argmax class agrees, the largest logit difference, and
+    the probabilities outside bioimage.io's tolerance (per million elements)."""
     if ref.shape != got.shape:
         return {"pixels": float(np.prod(ref.shape[2:]) * ref.shape[0]), "agreement": 0.0,
-                "max_abs_logit_diff": float("inf")}
+                "max_abs_logit_diff": float("inf"), "prob_mismatch_per_million": 1e6}
     same = np.argmax(ref, axis=1) == np.argmax(got, axis=1)
+    p_ref, p_got = _softmax(ref.astype(np.float64)), _softmax(got.astype(np.float64))
+    outside = np.abs(p_ref - p_got) > ABS_TOL + REL_TOL * np.abs(p_ref)
     return {"pixels": float(same.size), "agreement": float(same.mean()),
-            "max_abs_logit_diff": float(np.max(np.abs(ref - got)))}
+            "max_abs_logit_diff": float(np.max(np.abs(ref - got))),
+            "prob_mismatch_per_million": float(outside.mean() * 1e6)}
 
 
 def _direct_unpool(dims: int) -> Callable[..., torch.Tensor]:
@@ -159,12 +176,23 @@ def _judge(result: FormatResult, refs: list[np.ndarray], outs: list[np.ndarray],
     for x, ref, got in zip(inputs, refs, outs):
         result.agreement["x".join(str(int(s)) for s in x.shape)] = class_agreement(ref, got)
     bad = {k: v for k, v in result.agreement.items() if v["agreement"] < 1.0}
+    loose = {k: v for k, v in result.agreement.items()
+             if v.get("prob_mismatch_per_million", 0.0) > MISMATCH_PER_MILLION}
     if bad:
         result.ok = False
         k, v = next(iter(bad.items()))
         result.reason = (f"the converted {result.format} network predicts other classes than "
                          f"the original on {1 - v['agreement']:.2%} of the pixels of a {k} "
                          "input, so it was not kept")
+    elif loose:
+        result.ok = False
+        k, v = next(iter(loose.items()))
+        result.reason = (
+            f"the converted {result.format} network gives the same classes, but its "
+            f"probabilities differ from the original's by more than bioimage.io's tolerance "
+            f"(1e-3) in {v['prob_mismatch_per_million']:.0f} per million values of a {k} "
+            f"input (largest logit difference {v['max_abs_logit_diff']:.2g}; at most "
+            f"{MISMATCH_PER_MILLION} per million are allowed), so it was not kept")
         if result.path is not None:
             result.path.unlink(missing_ok=True)
             result.path = None
