@@ -288,7 +288,7 @@ def fit_pixel_branch(model: nn.Module, data, weights: torch.Tensor, *, steps: in
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-TRACK_FROM = 0.5  # fraction of the run before the lowest training loss is tracked
+TRACK_FROM = 0.5  # fraction of the run at which the lowest-loss tracking restarts
 
 
 def track_best_from(pixel_fit: dict, held: object | None) -> float:
