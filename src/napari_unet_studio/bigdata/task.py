@@ -105,6 +105,16 @@ def _store(job: BlockJob):
         return _CACHE[key]
 
 
+def _read(lazy: Any) -> np.ndarray:
+    """Read a dask region here, in this thread.
+
+    Inside a ``dask.distributed`` task, computing a dask array would go through the
+    cluster and *secede* from the worker's thread pool, letting the worker start its next
+    block at the same time (two blocks in memory, and their timings mixed up).
+    """
+    return np.asarray(lazy.compute(scheduler="synchronous"))
+
+
 def _ids_source(root: Any) -> str:
     """Where the block ids are: the scratch array, or (a finished run) the final ids."""
     return SCRATCH if "_scratch" in root else "labels/instances/0"
@@ -227,13 +237,13 @@ def run_block(job: BlockJob, b: Block) -> dict:
         inst = np.asarray(store.arrays[SCRATCH][store.index(slice(s0, s1), slice(*b.y),
                                                                 slice(*b.x))])
         inst = inst.reshape(s1 - s0, b.y[1] - b.y[0], b.x[1] - b.x[0])
-        raw = np.asarray(work[s0:s1, b.y[0]:b.y[1], b.x[0]:b.x[1]])
+        raw = _read(work[s0:s1, b.y[0]:b.y[1], b.x[0]:b.x[1]])
         cls_map = np.asarray(arr0[store.index(slice(s0, s1), slice(*b.y), slice(*b.x))])
         cls_map = cls_map.reshape(inst.shape)
         ids, first = np.unique(inst, return_index=True)
         result["classes"] = {int(i): int(cls_map.ravel()[f]) for i, f in zip(ids, first) if i}
     else:
-        region_raw = np.asarray(work[s0:s1, ry[0]:ry[1], rx[0]:rx[1]])
+        region_raw = _read(work[s0:s1, ry[0]:ry[1], rx[0]:rx[1]])
         c = region_raw.shape[-1]
         norm = np.empty(region_raw.shape, np.float32)
         for i in range(s1 - s0):
