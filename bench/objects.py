@@ -8,7 +8,8 @@ step alone: connected components vs :func:`napari_unet_studio.objects.find_insta
 (distance-transform watershed). Object F1 at IoU 0.5 (a predicted and a true object
 match when their IoU exceeds 0.5: such matches are one-to-one) and the count error.
 
-    nice -n 19 python bench/objects.py        # untimed; writes bench/results/objects.json
+    nice -n 19 python bench/objects.py          # truth masks -> bench/results/objects.json
+    nice -n 19 python bench/objects.py --unet   # U-Net masks -> objects_unet.json
 """
 
 from __future__ import annotations
@@ -46,7 +47,48 @@ def score(pred: np.ndarray, truth: np.ndarray) -> dict:
             "count_error": n_p - n_t}
 
 
+SETTINGS = [("connected components", {"split": False, "min_size": 1}),
+            ("split (min_distance 4)", {"min_size": 10}),
+            ("split (min_distance 7)", {"min_distance": 7, "min_size": 10})]
+
+
+def unet(seeds: tuple[int, ...] = (0, 1), steps: int = 150) -> list[dict]:
+    """Instances from U-Net masks: the realistic suite's ``bbbc-inductive`` case (gap
+    strokes on 2 BBBC007 eval images, shipped pretrained start, ``steps`` steps, one
+    thread), predicted on the other 5 eval images, scored against their instance truth."""
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from realistic_cases import CASES
+
+    import napari_unet_studio as nus
+
+    truth_of = {lab.name.replace("_labels.tif", "").replace(" ", "_"): tifffile.imread(lab)
+                for lab in (DATA / "bbbc007").rglob("*_labels.tif")}
+    rows = []
+    for seed in seeds:
+        case = CASES["bbbc-inductive"].make(seed)
+        model = nus.train(case["train"], steps=steps, seed=seed, threads=1)
+        for name, image, _classes in case["eval"]:
+            mask = nus.predict(model, image, threads=1)
+            truth = truth_of[name]
+            row = {"case": f"U-Net bbbc-inductive seed {seed}: {name}",
+                   "shape": list(truth.shape)}
+            for label, kw in SETTINGS:
+                inst, _ = find_instances(mask, ObjectSettings(**kw))
+                row[label] = score(inst, truth)
+            rows.append(row)
+            print(json.dumps(row))
+    return rows
+
+
 def main() -> None:
+    import sys
+
+    if "--unet" in sys.argv:
+        out = HERE / "results" / "objects_unet.json"
+        out.write_text(json.dumps(unet(), indent=1))
+        return
     cases = []
     for lab in sorted((DATA / "bbbc007").rglob("*_labels.tif")):
         truth = tifffile.imread(lab)
@@ -57,13 +99,10 @@ def main() -> None:
         truth = np.asarray(truth)
         classes = (1 + (truth > 0)).astype(np.uint8)
         row = {"case": name, "shape": list(truth.shape)}
-        for label, settings in [("connected components", ObjectSettings(split=False,
-                                                                         min_size=1)),
-                                ("split (min_distance 4)", ObjectSettings(min_size=10)),
-                                ("split (min_distance 7)", ObjectSettings(min_distance=7,
-                                                                          min_size=10))]:
+        for label, kw in SETTINGS + [("split (min_distance 12)",
+                                      {"min_distance": 12, "min_size": 10})]:
             t0 = time.perf_counter()
-            inst, _ = find_instances(classes, settings)
+            inst, _ = find_instances(classes, ObjectSettings(**kw))
             row[label] = {**score(inst, truth), "seconds": round(time.perf_counter() - t0, 2)}
         rows.append(row)
         print(json.dumps(row))
