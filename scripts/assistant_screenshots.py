@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="training steps")
     parser.add_argument("--compare-steps", type=int, default=6,
                         help="steps per decoder and fold in the comparison")
+    parser.add_argument("--only-upsampling", action="store_true",
+                        help="only the gallery screenshot (no training, no comparison)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -42,11 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     mp["steps"].value = args.steps
     mp["preview_interval"].value = 3.0
 
+    ap = widget.assistant_panel
+    if args.only_upsampling:
+        return _gallery(viewer, widget, ap, crop_index=0)
+
     # 1. train with the live preview: the uncertainty layer follows it
     widget.train_panel.train_button.click()
     wait_for(lambda: not widget.train.running, timeout=1800)
     wait_for(lambda: widget.assistant.uncertainty_updates > 0, timeout=60)
-    ap = widget.assistant_panel
     ap.uncertainty_box.setChecked(True)
     viewer.layers["nuclei prediction"].visible = False
     ap.next_button.click()
@@ -67,17 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     shot(viewer, "10_assistant_compare.png")
     ap.keep_button.click()
 
-    # 3. what each upsampling makes of a crop around the view centre (a nucleus)
+    return _gallery(viewer, widget, ap, crop_index=1)
+
+
+def _gallery(viewer, widget, ap, crop_index: int) -> int:
+    """3. What each upsampling makes of a crop around the view centre (a nucleus)."""
+    for name in ("where to paint next",):
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
     camera = getattr(viewer, "scene", viewer).camera
     camera.center = (300, 200)
     camera.zoom = 4.0
-    ap.crop_size.setCurrentIndex(1)  # 64 px
+    ap.crop_size.setCurrentIndex(crop_index)
     ap.show_button.click()
     wait_for(lambda: bool(widget.upsampling.panels), timeout=600)
     pump(1.0)
-    show_section(widget, ap.gallery)
+    cells = [ap.gallery_grid.itemAt(i).widget() for i in range(ap.gallery_grid.count())]
+    show_section(widget, cells[-1] if cells else ap.gallery)
     shot(viewer, "11_assistant_upsampling.png")
-
     widget.shutdown()
     viewer.close()
     return 0
