@@ -47,12 +47,12 @@ __all__ = ["__version__", *sorted(_LAZY)]
 if TYPE_CHECKING:  # pragma: no cover
     from ._api import load_model, predict, save_model, train
     from .bigdata.runner import iter_predict_store, predict_store
-    from .io.zarr_io import open_image
-    from .objects.instances import ObjectSettings, find_instances, measure_objects
     from .core.checkpoint import TrainedModel
     from .core.config import ModelConfig, TileConfig, TrainConfig
     from .core.decoders import describe_decoders, list_decoders
     from .core.model import UNet, build_model
+    from .io.zarr_io import open_image
+    from .objects.instances import ObjectSettings, find_instances, measure_objects
 
 
 def __getattr__(name: str) -> Any:

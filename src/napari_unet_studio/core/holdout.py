@@ -7,7 +7,7 @@ never split between the two sides) gives a loss that measures how well the netwo
 generalises to pixels it never saw, and the snapshot with the lowest held-out loss is
 kept instead of the one with the lowest training loss.
 
-Pure numpy/torch (connected components by max-pool propagation).
+Pure numpy/torch (strokes found by :func:`.folds.label_strokes`).
 """
 
 from __future__ import annotations
@@ -17,41 +17,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .folds import label_strokes
 
 __all__ = ["components", "split_strokes", "split_pairs", "HeldOut", "holdout_split", "held_out",
            "EVERY"]
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a 2D (or 3D: 26-connected) boolean mask.
+    """8-connected components of a 2D boolean mask (stacks: per slice).
+
+    The one stroke labeller of the package, :func:`.folds.label_strokes`, on the mask.
 
     Returns ``(labels, n)``: ``labels`` int64 of the mask's shape, 0 outside, 1..n inside
-    (numbered in order of their first pixel in C order).
+    (numbered in raster order of their first pixel).
     """
-    mask = np.asarray(mask, bool)
-    if not mask.any():
-        return np.zeros(mask.shape, np.int64), 0
-    m = torch.from_numpy(mask)
-    lab = torch.zeros(mask.shape, dtype=torch.float64)
-    idx = torch.arange(1, mask.size + 1, dtype=torch.float64).reshape(mask.shape)
-    lab[m] = idx[m]
-    pool = F.max_pool2d if mask.ndim == 2 else F.max_pool3d
-    while True:
-        grown = pool(lab[None, None], 3, 1, 1)[0, 0]
-        grown = torch.where(m, grown, torch.zeros_like(grown))
-        if torch.equal(grown, lab):
-            break
-        lab = grown
-    values = lab.numpy()
-    uniq, inverse = np.unique(values[mask], return_inverse=True)
-    # number by first occurrence (C order) so the result does not depend on the max rule
-    first = np.full(uniq.size, mask.size, np.int64)
-    np.minimum.at(first, inverse, np.flatnonzero(mask.ravel()))
-    order = np.argsort(np.argsort(first))
-    out = np.zeros(mask.shape, np.int64)
-    out[mask] = order[inverse] + 1
-    return out, int(uniq.size)
+    strokes, classes = label_strokes(np.asarray(mask, bool).astype(np.uint8))
+    return strokes.astype(np.int64), int(classes.size)
 
 
 def split_strokes(labels: np.ndarray, fraction: float, rng: np.random.Generator
