@@ -30,13 +30,15 @@ def digest(array: Any) -> str:
 def layer_digests(viewer: Any) -> dict[int, tuple[str, str]]:
     """``id(layer) -> (name, digest of data)`` for every layer of ``viewer``.
 
-    Only the live training preview (``"<image> prediction"``, rewritten by design while
-    training runs) is left out; user layers, our prediction layers (the user paints
+    Only the live training preview (``"<image> prediction"``) and the Assistant's
+    uncertainty map (``"<image> uncertainty"``), both rewritten by design while training
+    runs, are left out; user layers, our prediction layers (the user paints
     corrections on them) and corrections layers must never change behind their back.
     """
     out = {}
     for layer in viewer.layers:
-        if (getattr(layer, "metadata", None) or {}).get("unet_studio_role") == "live":
+        if (getattr(layer, "metadata", None) or {}).get("unet_studio_role") in (
+                "live", "uncertainty"):
             continue
         data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
         out[id(layer)] = (layer.name, digest(data))
