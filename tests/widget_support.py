@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -62,6 +64,29 @@ def docked_studio(make_napari_viewer, settings=tiny_settings, client=None):
     viewer.window.add_dock_widget(widget, name="U-Net Studio")
     settings(widget)
     return viewer, widget
+
+
+@contextlib.contextmanager
+def real_worker_studio(qapp, env: dict[str, str]):
+    """``(viewer, widget, notes)``: a napari viewer of its own with the dock on the real
+    worker process, ``env`` set while it lives (for a module-scoped fixture)."""
+    import napari
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        notes = record_notifications(mp)
+        viewer, widget = docked_studio(lambda: napari.Viewer(show=False))
+        gc.freeze()  # napari collects garbage on each layer removal; scan new objects only
+        try:
+            yield viewer, widget, notes
+        finally:
+            gc.unfreeze()
+            widget.shutdown()
+            viewer.close()
+            qapp.processEvents()
+            gc.collect()
 
 
 def is_idle(widget) -> bool:

@@ -9,13 +9,10 @@ second time when the next module opens its own viewer).
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 from gui_helpers import add_shapes, digest
 from widget_support import (
-    docked_studio,
-    record_notifications,
+    real_worker_studio,
     tiny_settings,
     wait_for_worker_info,
     wait_idle,
@@ -38,22 +35,9 @@ FAST = {"NAPARI_UNET_STUDIO_THREADS": "1", "NAPARI_UNET_STUDIO_WORKER_WARMUP": "
 
 @pytest.fixture(scope="module")
 def shared(qapp):
-    import napari
-
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in FAST.items():
-            mp.setenv(key, value)
-        notes = record_notifications(mp)
-        viewer, widget = docked_studio(lambda: napari.Viewer(show=False))
-        gc.freeze()
-        try:
-            yield viewer, widget, notes
-        finally:
-            gc.unfreeze()
-            widget.shutdown()
-            viewer.close()
-            qapp.processEvents()
-            gc.collect()
+    """``(viewer, widget, notes)`` on one real worker for the module."""
+    with real_worker_studio(qapp, FAST) as studio:
+        yield studio
 
 
 @pytest.fixture

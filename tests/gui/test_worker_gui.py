@@ -8,7 +8,6 @@ the tests that do not end them.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from widget_support import (
     docked_studio,
     pid_alive,
     pid_gone,
+    real_worker_studio,
     record_notifications,
     shut_down,
     tiny_settings,
@@ -42,20 +42,8 @@ def _viewer():
 @pytest.fixture(scope="module")
 def shared(qapp):
     """``(viewer, widget, notes)`` on one real worker for the module."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in FAST_BEST.items():
-            mp.setenv(key, value)
-        notes = record_notifications(mp)
-        viewer, widget = docked_studio(_viewer)
-        gc.freeze()  # napari collects garbage on each layer removal; scan new objects only
-        try:
-            yield viewer, widget, notes
-        finally:
-            gc.unfreeze()
-            widget.shutdown()
-            viewer.close()
-            qapp.processEvents()
-            gc.collect()
+    with real_worker_studio(qapp, FAST_BEST) as studio:
+        yield studio
 
 
 @pytest.fixture
