@@ -6,13 +6,13 @@ the user's ``__main__`` is never re-imported), talks to it over an authenticated
 socket, and hands images and labels over in shared memory. A reader thread turns the
 worker's messages into per-job event lists, so :meth:`Job.poll` never blocks. If the
 process dies, every running job ends with a ``WorkerError(kind="crashed")`` and the next
-job starts a fresh worker.
+job starts a fresh worker. The :class:`Job` handle itself is in :mod:`.job` (importable
+from here as before).
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import itertools
 import json
 import os
@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .job import TERMINAL, Job
 from .protocol import (
     DONE,
     ERROR,
@@ -39,10 +40,9 @@ from .protocol import (
     ModelRef,
     WorkerError,
     crash_message,
-    region_to_wire,
     start_failed_message,
 )
-from .shm import SharedArray, pack, unpack
+from .shm import SharedArray, unpack
 
 __all__ = ["WorkerClient", "Job", "COMMAND_ENV", "NICE_ENV", "PAINT_THREADS_ENV"]
 
@@ -50,105 +50,6 @@ COMMAND_ENV = "NAPARI_UNET_STUDIO_WORKER_CMD"  # replaces the command (tests, de
 PAINT_THREADS_ENV = "NAPARI_UNET_STUDIO_PAINT_THREADS"
 NICE_ENV = "NAPARI_UNET_STUDIO_WORKER_NICE"
 DEFAULT_NICE = 10
-_TERMINAL = (DONE, ERROR)
-
-
-class Job:
-    """One job in the worker; events arrive in the background, :meth:`poll` collects them."""
-
-    def __init__(self, client: WorkerClient, job_id: int, kind: str) -> None:
-        self.kind = kind
-        self.id = job_id
-        self._client = client
-        self._events: collections.deque[tuple[str, Any]] = collections.deque()
-        self._finished = False
-        self._terminal = False  # a done/error event was queued (maybe not polled yet)
-        self.best: ModelRef | None = None  # crash-safe copy of the best model (train)
-        self._blocks: list[SharedArray] = []
-        self._label_blocks: list[SharedArray] = []
-        self._preview_blocks: list[SharedArray] = []
-        self._lock = threading.Lock()
-
-    # ------------------------------------------------------------- the GUI side
-    def poll(self) -> list[tuple[str, Any]]:
-        """Every event since the last call (never blocks)."""
-        out = []
-        while self._events:
-            out.append(self._events.popleft())
-        if any(kind in _TERMINAL for kind, _ in out):
-            self._finished = True
-        return out
-
-    @property
-    def finished(self) -> bool:
-        """True once ``poll`` returned the ``"done"`` or ``"error"`` event."""
-        return self._finished
-
-    def stop(self) -> None:
-        """Train: end after the current step, keeping the best model. Predict: cancel."""
-        self._control("stop")
-
-    def pause(self) -> None:
-        """Hold training between steps (train only)."""
-        self._control("pause")
-
-    def resume(self) -> None:
-        """Continue after :meth:`pause`."""
-        self._control("resume")
-
-    def update_labels(self, pair_index: int, labels: np.ndarray,
-                      region: tuple[slice, ...] | None = None) -> None:
-        """The user painted: copy ``labels[region]`` into shared memory and tell the worker.
-
-        ``labels`` is the full current labels array of pair ``pair_index``; only
-        ``region`` (``None``: all of it) is copied.
-        """
-        if self._terminal or self.kind != "train":
-            return
-        with self._lock:
-            if not 0 <= pair_index < len(self._label_blocks):
-                raise IndexError(f"no training pair {pair_index}")
-            block = self._label_blocks[pair_index]
-            labels = np.asarray(labels)
-            if tuple(labels.shape) != block.shape:
-                raise ValueError(f"labels of shape {labels.shape} do not fit the training "
-                                 f"pair's {block.shape}")
-            wire = region_to_wire(region, block.shape)
-            sel = tuple(slice(a, b) for a, b in wire) if wire is not None else ...
-            block.array[sel] = labels[sel]
-        self._control("labels", pair_index, wire)
-
-    def set_preview_source(self, key: Any, plane: np.ndarray | None) -> None:
-        """The 2D plane (channels last if any) the user looks at; ``None``: no previews."""
-        if self._terminal or self.kind != "train":
-            return
-        owned: dict[str, SharedArray] = {}
-        packed = None if plane is None else pack(np.asarray(plane), owned)
-        with self._lock:
-            self._preview_blocks.extend(owned.values())
-            while len(self._preview_blocks) > 2:  # the worker may still be reading the last
-                self._preview_blocks.pop(0).close()
-        self._control("preview_source", key, packed)
-
-    # ------------------------------------------------------------- the client side
-    def _control(self, op: str, *args: Any) -> None:
-        if not self._terminal:
-            self._client._send((op, self.id, *args))
-
-    def _push(self, kind: str, payload: Any) -> None:
-        if self._terminal:
-            return
-        if kind in _TERMINAL:
-            self._terminal = True
-        self._events.append((kind, payload))
-        if self._terminal:
-            self._release()
-
-    def _release(self) -> None:
-        with self._lock:
-            for block in (*self._blocks, *self._label_blocks, *self._preview_blocks):
-                block.close()
-            self._blocks, self._label_blocks, self._preview_blocks = [], [], []
 
 
 class WorkerClient:
@@ -416,7 +317,7 @@ class WorkerClient:
                        "probabilities": self._take(payload["probabilities"])}
         if job is None:
             return
-        if kind in _TERMINAL:
+        if kind in TERMINAL:
             with self._lock:
                 self._jobs.pop(job_id, None)
         job._push(kind, payload)
@@ -443,8 +344,10 @@ class WorkerClient:
                     detail = f"{' '.join(self.command)}: could not be run"
                     job._push(ERROR, WorkerError("start-failed", start_failed_message(detail),
                                                  None, detail))
-                return job
-            self._send(msg)
+            else:
+                self._send(msg)
+        if job._terminal:  # ended before its blocks were added: release them too
+            job._release()
         return job
 
     # ------------------------------------------------------------------ jobs
@@ -464,10 +367,7 @@ class WorkerClient:
                 "init": init, "reinit_head": bool(reinit_head),
                 "class_names": list(class_names or []), "live": bool(live),
                 "preview_interval": float(preview_interval)}
-        self._submit(job, ("train", job.id, spec))
-        if job._terminal:
-            job._release()
-        return job
+        return self._submit(job, ("train", job.id, spec))
 
     def predict(self, model: ModelRef, image: np.ndarray, *, tile: dict | None = None,
                 probabilities: bool = False, device: str = "auto", slices: Any = None) -> Job:
@@ -496,10 +396,7 @@ class WorkerClient:
             block = SharedArray(np.asarray(arr))
             job._blocks.append(block)
             spec[key] = block.desc
-        self._submit(job, (kind, job.id, spec))
-        if job._terminal:
-            job._release()
-        return job
+        return self._submit(job, (kind, job.id, spec))
 
     def load_model(self, path: str) -> Job:
         """Read a model file in the worker; done payload: :class:`ModelRef`."""
