@@ -11,20 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from .protocol import PROGRESS
-from .server import Task
+from .server import SpecTask
 
 __all__ = ["PredictStoreTask"]
 
 
-class PredictStoreTask(Task):
+class PredictStoreTask(SpecTask):
     """spec: ``model`` (ModelRef), ``image`` (path), ``level``, ``out``, ``tile`` (dict),
     ``objects`` (ObjectSettings fields or None), ``block``, ``device``, ``probabilities``."""
 
     doing = "Predicting the big image"
-
-    def __init__(self, server: Any, job_id: int, spec: dict) -> None:
-        super().__init__(server, job_id)
-        self.spec = spec
 
     def work(self) -> dict[str, Any]:
         from ..bigdata import iter_predict_store

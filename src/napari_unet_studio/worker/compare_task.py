@@ -15,34 +15,23 @@ decoders that finished are kept.
 
 from __future__ import annotations
 
-import gc
 import time
 from typing import Any
 
 import numpy as np
 
 from .protocol import PREVIEW, PROGRESS, to_plain
-from .server import WARMUP_WAIT_S, Server, Task, model_ref, save_quick
-from .shm import attach, detach, pack
+from .server import WARMUP_WAIT_S, SpecTask, model_ref, save_quick
+from .shm import pack
 from .train_task import preview_tile
 
 ROW = "row"
 
 
-class CompareTask(Task):
+class CompareTask(SpecTask):
     """Decoders one after another on one thread of the worker (see the module doc)."""
 
     doing = "Comparing decoders"
-
-    def __init__(self, server: Server, job_id: int, spec: dict) -> None:
-        super().__init__(server, job_id)
-        self.spec = spec
-        self.blocks: list[Any] = []
-
-    def _array(self, key: str) -> np.ndarray:
-        shm, view = attach(self.spec[key])
-        self.blocks.append(shm)
-        return view
 
     def work(self) -> dict[str, Any]:
         self.server.warm.wait(WARMUP_WAIT_S)
@@ -52,9 +41,9 @@ class CompareTask(Task):
         from ..core.infer import predict_image
 
         spec = self.spec
-        pairs = [(self._array(i), np.array(self._array(lab), copy=True))
+        pairs = [(self.array(i), np.array(self.array(lab), copy=True))
                  for i, lab in spec["pairs"]]
-        plane = self._array("plane") if spec.get("plane") is not None else None
+        plane = self.array("plane") if spec.get("plane") is not None else None
         mc = ModelConfig.from_dict(spec["model_config"]) if spec.get("model_config") else None
         tc = TrainConfig.from_dict(spec["train_config"]) if spec.get("train_config") else None
         decoders = [str(d) for d in spec["decoders"]]
@@ -95,8 +84,3 @@ class CompareTask(Task):
             rows.append(row)
             self.event(ROW, row)
         return {"rows": rows, "best": pick_best(rows), "cancelled": bool(self.cancel.is_set())}
-
-    def cleanup(self) -> None:
-        gc.collect()
-        for shm in self.blocks:
-            detach(shm)

@@ -7,26 +7,18 @@ and cover; the job reports each stage as progress and ends with a plain summary.
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 from typing import Any
 
 from .protocol import PROGRESS
-from .server import WARMUP_WAIT_S, Task
-from .shm import attach, detach
+from .server import WARMUP_WAIT_S, SpecTask, model_with_names
 
 
-class ExportTask(Task):
+class ExportTask(SpecTask):
     """Spec: ``model`` (ModelRef), ``out`` (path), ``format``, optional ``image`` (an
     array sent through shared memory), ``name``, ``authors``, ``weight_formats``
     (default TorchScript and ONNX), ``validate``."""
 
     doing = "Exporting the model"
-
-    def __init__(self, server: Any, job_id: int, spec: dict) -> None:
-        super().__init__(server, job_id)
-        self.spec = spec
-        self.blocks: list[Any] = []
 
     def work(self) -> dict[str, Any]:
         self.server.warm.wait(WARMUP_WAIT_S)
@@ -34,16 +26,8 @@ class ExportTask(Task):
         from ..export.exporter import export_model
 
         spec = self.spec
-        ref = spec["model"]
-        model = self.server.load(ref.path)
-        if ref.class_names and list(ref.class_names) != model.class_names:
-            # names the user gave in the dock after training belong in the package
-            record = {**model.record, "class_names": list(ref.class_names)}
-            model = dataclasses.replace(model, record=record)
-        image = None
-        if spec.get("image") is not None:
-            shm, image = attach(spec["image"])
-            self.blocks.append(shm)
+        model = model_with_names(self.server.load(spec["model"].path), spec["model"])
+        image = self.array("image") if spec.get("image") is not None else None
         prepare_runtime(self.server.threads or self.server.preferred_threads)
 
         def progress(text: str) -> None:
@@ -59,8 +43,3 @@ class ExportTask(Task):
                 "summary": report.summary(), "not_exported": dict(report.not_exported),
                 "validation": None if report.validation is None
                 else str(report.validation["status"])}
-
-    def cleanup(self) -> None:
-        gc.collect()
-        for shm in self.blocks:
-            detach(shm)

@@ -28,8 +28,8 @@ WARMUP_WAIT_S = 30.0  # a job waits at most this long for the warm-up to end
 
 #: The one registry of job kinds: message name -> ``"module:Class"`` of its
 #: :class:`Task` (relative to this package, imported on first use). A new kind of job is
-#: a ``Task`` subclass in a module of its own, one line here, and a client method that
-#: calls :meth:`WorkerClient.submit <napari_unet_studio.worker.client.WorkerClient.submit>`.
+#: a :class:`SpecTask` subclass in a module of its own, one line here, and a client method
+#: that calls :meth:`WorkerClient.submit <napari_unet_studio.worker.client.WorkerClient.submit>`.
 TASKS: dict[str, str] = {
     "train": ".train_task:TrainTask",
     "predict": ".server:PredictTask",
@@ -87,6 +87,15 @@ def model_ref(model: Any, path: str | Path) -> ModelRef:
     record["parameters"] = int(sum(int(t.numel()) for t in model.state_dict.values()))
     return ModelRef(str(path), to_plain(model.config.to_dict()), record,
                     [str(n) for n in model.class_names])
+
+
+def model_with_names(model: Any, ref: ModelRef) -> Any:
+    """``model`` with the class names of ``ref`` (names the user gave in the dock after
+    training belong in a saved file or package); ``model`` itself when they agree."""
+    if ref.class_names and list(ref.class_names) != model.class_names:
+        record = {**model.record, "class_names": list(ref.class_names)}
+        return dataclasses.replace(model, record=record)
+    return model
 
 
 def save_quick(model: Any, path: Path) -> None:
@@ -297,6 +306,35 @@ class Task(threading.Thread):
         pass
 
 
+class SpecTask(Task):
+    """A job whose message carries one ``spec`` dict (the :meth:`WorkerClient.submit
+    <napari_unet_studio.worker.client.WorkerClient.submit>` kinds).
+
+    :meth:`array` opens an array the client sent in shared memory; :meth:`cleanup`
+    drops the views and detaches every block opened so.
+    """
+
+    def __init__(self, server: Server, job_id: int, spec: dict) -> None:
+        super().__init__(server, job_id)
+        self.spec = spec
+        self.blocks: list[Any] = []
+
+    def attach(self, desc: Any) -> np.ndarray:
+        """The shared array of descriptor ``desc`` (detached at :meth:`cleanup`)."""
+        shm, view = attach(desc)
+        self.blocks.append(shm)
+        return view
+
+    def array(self, key: str) -> np.ndarray:
+        """The shared array the client sent under ``key`` of the spec."""
+        return self.attach(self.spec[key])
+
+    def cleanup(self) -> None:
+        gc.collect()  # dead views first, so that the blocks can be unmapped
+        for shm in self.blocks:
+            detach(shm)
+
+
 class LoadTask(Task):
     doing = "Loading the model"
 
@@ -316,22 +354,13 @@ class SaveTask(Task):
         self.ref, self.path = ref, str(path)
 
     def work(self) -> str:
-        model = self.server.load(self.ref.path)
-        if self.ref.class_names and list(self.ref.class_names) != model.class_names:
-            # names the user gave in the dock after training belong in the saved file
-            record = {**model.record, "class_names": list(self.ref.class_names)}
-            model = dataclasses.replace(model, record=record)
+        model = model_with_names(self.server.load(self.ref.path), self.ref)
         model.save(self.path)
         return self.path
 
 
-class PredictTask(Task):
+class PredictTask(SpecTask):
     doing = "Prediction"
-
-    def __init__(self, server: Server, job_id: int, spec: dict) -> None:
-        super().__init__(server, job_id)
-        self.spec = spec
-        self.blocks: list[Any] = []
 
     def work(self) -> dict[str, Any]:
         self.server.warm.wait(WARMUP_WAIT_S)
@@ -341,8 +370,7 @@ class PredictTask(Task):
 
         spec = self.spec
         model = self.server.load(spec["model"].path)
-        shm, image = attach(spec["image"])
-        self.blocks.append(shm)
+        image = self.array("image")
         tile = TileConfig.from_dict(spec["tile"]) if spec.get("tile") else None
         device = spec.get("device") or "auto"
         gen = iter_predict(model, image, tile=tile, probabilities=bool(spec.get("probabilities")),
@@ -365,9 +393,4 @@ class PredictTask(Task):
         return {"labels": pack(result.labels, owned),
                 "probabilities": pack(result.probabilities, owned),
                 "cancelled": bool(result.cancelled), "device": str(resolve_device(device))}
-
-    def cleanup(self) -> None:
-        gc.collect()
-        for shm in self.blocks:
-            detach(shm)
 

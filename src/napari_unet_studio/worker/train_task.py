@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import os
 import threading
 import time
@@ -17,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .protocol import PREVIEW, PROGRESS, UNCERTAINTY, ModelRef, to_plain
-from .server import WARMUP_WAIT_S, Server, Task, model_ref, save_quick
-from .shm import attach, detach, pack, unpack
+from .server import WARMUP_WAIT_S, Server, SpecTask, model_ref, save_quick
+from .shm import pack, unpack
 from .tuning import ThreadTuner
 
 
@@ -63,15 +62,13 @@ def preview_tile(shape: tuple[int, ...], in_channels: int) -> Any:
     return TileConfig(tile=512, overlap=0.125, batch_size=1)
 
 
-class TrainTask(Task):
+class TrainTask(SpecTask):
     """Trainer with live previews, labels updates and a crash-safe best model."""
 
     doing = "Training"
 
     def __init__(self, server: Server, job_id: int, spec: dict) -> None:
-        super().__init__(server, job_id)
-        self.spec = spec
-        self.blocks: list[Any] = []
+        super().__init__(server, job_id, spec)
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.trainer: Any = None
@@ -85,10 +82,8 @@ class TrainTask(Task):
         self.best: ModelRef | None = None
         self._last_progress: dict[str, Any] | None = None
         for img_desc, lab_desc in spec["pairs"]:
-            for desc, out in ((img_desc, self.images), (lab_desc, self.labels)):
-                shm, view = attach(desc)
-                self.blocks.append(shm)
-                out.append(view)
+            self.images.append(self.attach(img_desc))
+            self.labels.append(self.attach(lab_desc))
 
     # --------------------------------------------------------------- control
     def pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -273,7 +268,5 @@ class TrainTask(Task):
     def cleanup(self) -> None:
         self.trainer = None
         self.images, self.labels, self.preview_source = [], [], None
-        gc.collect()
-        for shm in self.blocks:
-            detach(shm)
+        super().cleanup()
 

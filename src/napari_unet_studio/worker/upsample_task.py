@@ -12,24 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from .server import WARMUP_WAIT_S, Server, Task
-from .shm import attach, detach
+from .server import WARMUP_WAIT_S, SpecTask
 
 
-class UpsampleTask(Task):
+class UpsampleTask(SpecTask):
     doing = "Showing the upsampling"
-
-    def __init__(self, server: Server, job_id: int, spec: dict) -> None:
-        super().__init__(server, job_id)
-        self.spec = spec
-        self.blocks: list[Any] = []
 
     def work(self) -> dict[str, Any]:
         self.server.warm.wait(WARMUP_WAIT_S)
         from ..core.upsample_demo import upsampling_gallery
 
-        shm, view = attach(self.spec["crop"])
-        self.blocks.append(shm)
+        view = self.array("crop")
         crop = np.array(view, dtype=np.float32, copy=True)
         del view
         ref = self.spec.get("model")
@@ -38,7 +31,3 @@ class UpsampleTask(Task):
         return {"panels": [{"name": str(p["name"]), "image": np.asarray(p["image"], np.float32),
                             "about": str(p["about"]), "source": str(p["source"])}
                            for p in panels]}
-
-    def cleanup(self) -> None:
-        for shm in self.blocks:
-            detach(shm)
