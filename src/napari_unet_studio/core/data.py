@@ -13,7 +13,7 @@ Normalisation is per 2D slice and per channel: the ``low``/``high`` percentiles 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,18 +170,110 @@ class Sample:
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per class 1..K
 
 
-def _pad_to(arr: np.ndarray, size: int, axes: tuple[int, int], mode: str) -> np.ndarray:
-    pads = [(0, 0)] * arr.ndim
-    for ax in axes:
-        short = max(0, size - arr.shape[ax])
-        pads[ax] = (short // 2, short - short // 2)
+def _pad_min(arr: np.ndarray, shape: Sequence[int], mode: str) -> np.ndarray:
+    """Pad the trailing ``len(shape)`` axes symmetrically up to at least ``shape``.
+
+    ``mode`` is a :func:`numpy.pad` mode; ``"reflect"`` falls back to ``"edge"`` on an
+    axis of one pixel.
+    """
+    lead = arr.ndim - len(shape)
+    pads = [(0, 0)] * lead + [((max(0, t - s)) // 2, max(0, t - s) - max(0, t - s) // 2)
+                              for s, t in zip(arr.shape[lead:], shape)]
     if not any(p != (0, 0) for p in pads):
         return arr
-    if mode == "reflect" and min(arr.shape[a] for a in axes) < 2:
+    if mode == "reflect" and min(arr.shape[lead:]) < 2:
         mode = "edge"
-    if mode == "constant":
-        return np.pad(arr, pads, mode="constant")
     return np.pad(arr, pads, mode=mode)
+
+
+def _check_pairs(
+    pairs: Sequence[tuple[Any, Any]],
+    check: Callable[[np.ndarray, str], None] | None = None,
+) -> tuple[list[tuple[Any, np.ndarray, str]], list[tuple[int, ...]], int]:
+    """Validate training pairs (a single ``(image, labels)`` pair is accepted too).
+
+    ``check(labels, where)`` may refuse a pair's checked labels before its image is
+    looked at (``where``: ``" #2"``, or ``""`` for a single pair). Returns every
+    ``(image, labels, where)``, the image shapes and the channel count they share.
+    """
+    if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
+        pairs = [pairs]  # a single (image, labels) pair
+    pairs = list(pairs)
+    if not pairs:
+        raise DataError("No images were given for training.")
+    checked: list[tuple[Any, np.ndarray, str]] = []
+    shapes: list[tuple[int, ...]] = []
+    in_channels: int | None = None
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise DataError("Training data must be a list of (image, labels) pairs.")
+        image, labels = pair
+        where = f" #{i + 1}" if len(pairs) > 1 else ""
+        lab = _check_labels(labels, where)
+        if check is not None:
+            check(lab, where)
+        img_shape = tuple(int(s) for s in np.shape(image))
+        channels = _channels_of(img_shape, lab.shape, where)
+        if in_channels is None:
+            in_channels = channels
+        elif channels != in_channels:
+            raise DataError(
+                f"Image{where} has {channels} channel(s) but the first image has "
+                f"{in_channels}; all training images need the same channels."
+            )
+        shapes.append(img_shape)
+        checked.append((image, lab, where))
+    assert in_channels is not None
+    return checked, shapes, in_channels
+
+
+def _num_classes(labels: Iterable[np.ndarray]) -> int:
+    """The highest painted label value (at most :data:`MAX_CLASSES`)."""
+    num_classes = int(max(int(lab.max()) for lab in labels))
+    if num_classes > MAX_CLASSES:
+        raise DataError(_too_many_classes(f"values up to {num_classes}"))
+    return num_classes
+
+
+def _check_image(image: np.ndarray, where: str) -> None:
+    """Raise :class:`DataError` unless ``image`` is numeric and finite."""
+    if image.dtype.kind not in "buif":
+        raise DataError(f"The image{where} has type {image.dtype}; it must be numeric.")
+    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+        raise DataError(
+            f"The image{where} contains NaN or infinite values. Replace them (e.g. "
+            "with 0) before training."
+        )
+
+
+def _make_sample(image: np.ndarray, labels: np.ndarray, num_classes: int,
+                rng: np.random.Generator) -> Sample:
+    """A :class:`Sample` of a normalised, padded image and its int64 labels (any
+    dimension): per-class counts and flat coordinates of the painted pixels."""
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=num_classes + 1)[1:].astype(np.int64)
+    coords = {}
+    for k in np.flatnonzero(counts) + 1:
+        idx = np.flatnonzero(flat == k)
+        if idx.size > _MAX_COORDS:
+            idx = np.sort(rng.choice(idx, _MAX_COORDS, replace=False))
+        coords[int(k)] = idx
+    return Sample(image, labels, coords, counts)
+
+
+def _class_counts(samples: Sequence[Sample]) -> np.ndarray:
+    """Painted pixels per class over all samples; at least two classes must be painted."""
+    class_counts = np.sum([s.counts for s in samples], axis=0)
+    present = int(np.count_nonzero(class_counts))
+    if present > MAX_PAINTED_CLASSES:
+        raise DataError(_too_many_classes(f"{present} different values"))
+    if present < 2:
+        only = int(np.flatnonzero(class_counts)[0]) + 1
+        raise DataError(
+            f"Only one class is painted (label {only}). Paint at least two classes, "
+            "e.g. 1 = background and 2 = object, so the network can tell them apart."
+        )
+    return class_counts
 
 
 class TrainingData:
@@ -212,33 +304,11 @@ class TrainingData:
         patch_size: int,
         rng: np.random.Generator | None = None,
     ) -> None:
-        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
-            pairs = [pairs]  # a single (image, labels) pair
-        pairs = list(pairs)
-        if not pairs:
-            raise DataError("No images were given for training.")
         rng = rng if rng is not None else np.random.default_rng(0)
+        checked, self.shapes, self.in_channels = _check_pairs(pairs)
         self.samples: list[Sample] = []
-        self.shapes: list[tuple[int, ...]] = []
-        self.in_channels: int | None = None
-        self.num_classes = 0
         planes: list[tuple[np.ndarray, np.ndarray, str]] = []
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise DataError("Training data must be a list of (image, labels) pairs.")
-            image, labels = pair
-            where = f" #{i + 1}" if len(pairs) > 1 else ""
-            lab = _check_labels(labels, where)
-            img_shape = tuple(int(s) for s in np.shape(image))
-            channels = _channels_of(img_shape, lab.shape, where)
-            if self.in_channels is None:
-                self.in_channels = channels
-            elif channels != self.in_channels:
-                raise DataError(
-                    f"Image{where} has {channels} channel(s) but the first image has "
-                    f"{self.in_channels}; all training images need the same channels."
-                )
-            self.shapes.append(img_shape)
+        for image, lab, where in checked:
             stack = lab.ndim == 3
             for z in range(lab.shape[0]) if stack else [None]:
                 plane_lab = lab[z] if stack else lab
@@ -252,41 +322,14 @@ class TrainingData:
                 "No labels are painted yet. Paint a few strokes of each class (label 1, "
                 "2, ...) on the image, then train."
             )
-        assert self.in_channels is not None
-        self.num_classes = int(max(int(p[1].max()) for p in planes))
-        if self.num_classes > MAX_CLASSES:
-            raise DataError(_too_many_classes(f"values up to {self.num_classes}"))
+        self.num_classes = _num_classes(p[1] for p in planes)
         for plane_img, plane_lab, tag in planes:
-            if plane_img.dtype.kind not in "buif":
-                raise DataError(f"The image{tag} has type {plane_img.dtype}; it must be numeric.")
-            if plane_img.dtype.kind == "f" and not np.all(np.isfinite(plane_img)):
-                raise DataError(
-                    f"The image{tag} contains NaN or infinite values. Replace them (e.g. "
-                    "with 0) before training."
-                )
+            _check_image(plane_img, tag)
             img = normalize_plane(plane_img, normalization, self.in_channels)
-            lab = plane_lab.astype(np.int64)
-            img = _pad_to(img, patch_size, (1, 2), "reflect")
-            lab = _pad_to(lab, patch_size, (0, 1), "constant")
-            flat = lab.ravel()
-            counts = np.bincount(flat, minlength=self.num_classes + 1)[1:].astype(np.int64)
-            coords = {}
-            for k in np.flatnonzero(counts) + 1:
-                idx = np.flatnonzero(flat == k)
-                if idx.size > _MAX_COORDS:
-                    idx = np.sort(rng.choice(idx, _MAX_COORDS, replace=False))
-                coords[int(k)] = idx
-            self.samples.append(Sample(img, lab, coords, counts))
-        self.class_counts = np.sum([s.counts for s in self.samples], axis=0)
-        present = int(np.count_nonzero(self.class_counts))
-        if present > MAX_PAINTED_CLASSES:
-            raise DataError(_too_many_classes(f"{present} different values"))
-        if present < 2:
-            only = int(np.flatnonzero(self.class_counts)[0]) + 1
-            raise DataError(
-                f"Only one class is painted (label {only}). Paint at least two classes, "
-                "e.g. 1 = background and 2 = object, so the network can tell them apart."
-            )
+            img = _pad_min(img, (patch_size, patch_size), "reflect")
+            lab = _pad_min(plane_lab.astype(np.int64), (patch_size, patch_size), "constant")
+            self.samples.append(_make_sample(img, lab, self.num_classes, rng))
+        self.class_counts = _class_counts(self.samples)
 
     @property
     def labeled_pixels(self) -> int:
@@ -312,7 +355,73 @@ def class_weights(counts: np.ndarray, clip: tuple[float, float] = (0.2, 5.0)) ->
     return w.astype(np.float32)
 
 
-class PatchSampler:
+class _Sampler:
+    """What the 2D and 3D patch samplers share: the choice of where a patch lies.
+
+    ``draw`` cuts patches of ``self.shape`` (the patch's spatial shape) from the
+    samples; subclasses give the augmentation (:meth:`augment_one`) and the mixing
+    (:meth:`mix_batch`).
+    """
+
+    shape: tuple[int, ...]
+
+    def __init__(self, data: Any, augment: bool, label_fraction: float, mix: float) -> None:
+        if not 0.0 <= float(mix) <= 1.0:
+            raise ValueError(f"mix must be a probability in [0, 1], got {mix}")
+        self.data = data
+        self.augment = augment
+        self.label_fraction = label_fraction
+        self.mix = float(mix)
+
+    def augment_one(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Augment one patch ``x`` ``(C, *shape)`` and its labels ``y``."""
+        raise NotImplementedError
+
+    def mix_batch(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """CutMix the patches of a batch with probability ``self.mix``."""
+        raise NotImplementedError
+
+    def _origin(self, shape: Sequence[int], rng: np.random.Generator,
+                center: Sequence[int] | None) -> list[int]:
+        if center is None:
+            return [int(rng.integers(0, n - p + 1)) for n, p in zip(shape, self.shape)]
+        return [int(np.clip(c - rng.integers(0, p), 0, n - p))
+                for c, n, p in zip(center, shape, self.shape)]
+
+    def draw(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``x`` float32 ``(B, C, *shape)`` and ``y`` int64 ``(B, *shape)``."""
+        samples = self.data.samples
+        classes = [int(k) + 1 for k in np.flatnonzero(self.data.class_counts)]
+        areas = np.array([s.labels.size for s in samples], dtype=np.float64)
+        xs = np.empty((batch_size, self.data.in_channels or 1, *self.shape), np.float32)
+        ys = np.empty((batch_size, *self.shape), np.int64)
+        for b in range(batch_size):
+            if rng.random() < self.label_fraction:
+                k = classes[int(rng.integers(len(classes)))]
+                weights = np.array([s.counts[k - 1] if k - 1 < len(s.counts) else 0
+                                    for s in samples], dtype=np.float64)
+                sample = samples[int(rng.choice(len(samples), p=weights / weights.sum()))]
+                flat = sample.coords[k][int(rng.integers(sample.coords[k].size))]
+                center = np.unravel_index(int(flat), sample.labels.shape)
+            else:
+                sample = samples[int(rng.choice(len(samples), p=areas / areas.sum()))]
+                center = None
+            origin = self._origin(sample.labels.shape, rng, center)
+            win = tuple(slice(o, o + p) for o, p in zip(origin, self.shape))
+            x = sample.image[(slice(None), *win)]
+            y = sample.labels[win]
+            if self.augment:
+                x, y = self.augment_one(x, y, rng)
+            xs[b] = x
+            ys[b] = y
+        if self.augment and self.mix > 0:
+            xs, ys = self.mix_batch(xs, ys, rng)
+        return xs, ys
+
+
+class PatchSampler(_Sampler):
     """Draws augmented training patches, favouring patches that contain labels.
 
     Parameters
@@ -336,53 +445,19 @@ class PatchSampler:
         self, data: TrainingData, patch_size: int, augment: bool = True,
         label_fraction: float = 0.9, mix: float = 0.0,
     ) -> None:
-        if not 0.0 <= float(mix) <= 1.0:
-            raise ValueError(f"mix must be a probability in [0, 1], got {mix}")
-        self.data = data
+        super().__init__(data, augment, label_fraction, mix)
         self.patch = int(patch_size)
-        self.augment = augment
-        self.label_fraction = label_fraction
-        self.mix = float(mix)
+        self.shape = (self.patch, self.patch)
 
-    def _origin(self, sample: Sample, rng: np.random.Generator, center: tuple[int, int] | None):
-        ny, nx = sample.labels.shape
-        p = self.patch
-        if center is None:
-            return int(rng.integers(0, ny - p + 1)), int(rng.integers(0, nx - p + 1))
-        cy, cx = center
-        y0 = int(np.clip(cy - rng.integers(0, p), 0, ny - p))
-        x0 = int(np.clip(cx - rng.integers(0, p), 0, nx - p))
-        return y0, x0
+    def augment_one(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flips, 90-degree rotation and intensity jitter (:func:`_augment`)."""
+        return _augment(x, y, rng)
 
-    def draw(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``x`` float32 ``(B, C, P, P)`` and ``y`` int64 ``(B, P, P)``."""
-        samples = self.data.samples
-        classes = [int(k) + 1 for k in np.flatnonzero(self.data.class_counts)]
-        areas = np.array([s.labels.size for s in samples], dtype=np.float64)
-        p = self.patch
-        xs = np.empty((batch_size, self.data.in_channels or 1, p, p), np.float32)
-        ys = np.empty((batch_size, p, p), np.int64)
-        for b in range(batch_size):
-            if rng.random() < self.label_fraction:
-                k = classes[int(rng.integers(len(classes)))]
-                weights = np.array([s.counts[k - 1] if k - 1 < len(s.counts) else 0
-                                    for s in samples], dtype=np.float64)
-                sample = samples[int(rng.choice(len(samples), p=weights / weights.sum()))]
-                flat = sample.coords[k][int(rng.integers(sample.coords[k].size))]
-                center = divmod(int(flat), sample.labels.shape[1])
-            else:
-                sample = samples[int(rng.choice(len(samples), p=areas / areas.sum()))]
-                center = None
-            y0, x0 = self._origin(sample, rng, center)
-            x = sample.image[:, y0:y0 + p, x0:x0 + p]
-            y = sample.labels[y0:y0 + p, x0:x0 + p]
-            if self.augment:
-                x, y = _augment(x, y, rng)
-            xs[b] = x
-            ys[b] = y
-        if self.augment and self.mix > 0:
-            xs, ys = cut_mix(xs, ys, rng, self.mix)
-        return xs, ys
+    def mix_batch(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`cut_mix` with probability ``self.mix``."""
+        return cut_mix(x, y, rng, self.mix)
 
 
 def cut_mix(

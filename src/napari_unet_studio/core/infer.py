@@ -143,6 +143,32 @@ def _select_slices(nz: int, slices: Any) -> tuple[list[int], bool]:
     raise DataError(f"Cannot understand slices={slices!r}; use an int, a range or a slice.")
 
 
+def _net_device(net: torch.nn.Module) -> torch.device:
+    """The device of a network's first parameter or buffer (the CPU if it has none)."""
+    tensors = [*net.parameters(), *net.buffers()]
+    return tensors[0].device if tensors else torch.device("cpu")
+
+
+def _checked_block(block: Any) -> np.ndarray:
+    """Read a block of the image; raise :class:`DataError` unless numeric and finite."""
+    block = np.asarray(block)
+    if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
+        raise DataError("The image contains NaN or infinite values; replace them first.")
+    if block.dtype.kind not in "buif":
+        raise DataError(f"The image has type {block.dtype}; it must be numeric.")
+    return block
+
+
+def _shift_band(acc: np.ndarray, wsum: np.ndarray, d: int) -> None:
+    """Move the blending accumulators ``acc`` ``(K, T, ...)`` and ``wsum`` ``(T, ...)``
+    ``d`` rows (2D) or slices (3D) towards the start, zeros after (in place)."""
+    n = wsum.shape[0]
+    acc[:, : n - d] = acc[:, d:]
+    acc[:, n - d:] = 0
+    wsum[: n - d] = wsum[d:]
+    wsum[n - d:] = 0
+
+
 def _pad_end(arr: np.ndarray, target: tuple[int, int]) -> np.ndarray:
     """Pad the last two axes at their end up to ``target`` (reflect; edge if 1 px)."""
     pads = [(0, 0)] * (arr.ndim - 2) + [(0, max(0, t - s)) for s, t in zip(arr.shape[-2:], target)]
@@ -176,9 +202,7 @@ def iter_predict_module(
             net, config, normalization, image, tile=tile, probabilities=probabilities,
             device=device, slices=slices, stop=stop))
     tile = tile or TileConfig()
-    if device is None:
-        tensors = [*net.parameters(), *net.buffers()]
-        device = tensors[0].device if tensors else torch.device("cpu")
+    device = device if device is not None else _net_device(net)
     k = int(config.num_classes)
     spatial, channel_last = _layout(tuple(np.shape(image)), int(config.in_channels))
     if len(spatial) == 3:
@@ -206,12 +230,7 @@ def iter_predict_module(
     cancelled = False
 
     def read_band(plane: Any, y0: int, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        block = np.asarray(plane[y0:y0 + t])
-        if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
-            raise DataError("The image contains NaN or infinite values; replace them first.")
-        if block.dtype.kind not in "buif":
-            raise DataError(f"The image has type {block.dtype}; it must be numeric.")
-        return _pad_end(apply_stats(block, lo, scale), (t, wp))
+        return _pad_end(apply_stats(_checked_block(plane[y0:y0 + t]), lo, scale), (t, wp))
 
     for zi, z in enumerate(zs):
         plane = image if z is None else image[z]
@@ -241,12 +260,8 @@ def iter_predict_module(
 
         for y0 in ys:
             if y0 > base:  # rows above y0 get no more contributions: finish them
-                d = y0 - base
-                flush(d, base)
-                acc[:, : t - d] = acc[:, d:]
-                acc[:, t - d:] = 0
-                wsum[: t - d] = wsum[d:]
-                wsum[t - d:] = 0
+                flush(y0 - base, base)
+                _shift_band(acc, wsum, y0 - base)
                 base = y0
             # images smaller than a tile go through read_band too: it checks NaN/inf/dtype
             band = read_band(plane, y0, lo, scale)
@@ -276,24 +291,25 @@ def iter_predict_module(
 
 
 def tta_softmax(net: torch.nn.Module, batch: torch.Tensor, n: int = 1) -> torch.Tensor:
-    """Class probabilities of square tiles, averaged over ``n`` flips/rotations.
+    """Class probabilities of tiles, averaged over ``n`` flips/rotations in y/x.
 
     Each transform of :func:`~napari_unet_studio.core.refine.dihedral_transforms` is
-    applied to the tiles, the network's softmax is transformed back, and the ``n``
-    results are averaged (``n = 1``: a plain forward pass).
+    applied to the last two axes of the tiles (2D ``(B, C, Y, X)`` or 3D
+    ``(B, C, Z, Y, X)``, square in y/x), the network's softmax is transformed back,
+    and the ``n`` results are averaged (``n = 1``: a plain forward pass).
     """
     from .refine import dihedral_transforms
 
     total = None
     for k, flip in dihedral_transforms(n):
-        x = torch.rot90(batch, k, dims=(2, 3)) if k else batch
+        x = torch.rot90(batch, k, dims=(-2, -1)) if k else batch
         if flip:
-            x = x.flip(3)
+            x = x.flip(-1)
         p = torch.softmax(net(x).float(), dim=1)
         if flip:
-            p = p.flip(3)
+            p = p.flip(-1)
         if k:
-            p = torch.rot90(p, -k, dims=(2, 3))
+            p = torch.rot90(p, -k, dims=(-2, -1))
         total = p if total is None else total + p
     return total / n
 

@@ -28,15 +28,16 @@ import numpy as np
 
 from .anisotropy import is_isotropic, patch_shape, pool_factors
 from .data import (
-    _MAX_COORDS,
-    MAX_CLASSES,
-    MAX_PAINTED_CLASSES,
     PatchSampler,
     Sample,
     TrainingData,
-    _channels_of,
-    _check_labels,
-    _too_many_classes,
+    _check_image,
+    _check_pairs,
+    _class_counts,
+    _make_sample,
+    _num_classes,
+    _pad_min,
+    _Sampler,
     apply_stats,
     plane_stats,
 )
@@ -89,16 +90,11 @@ def normalize_volume(volume: Any, normalization: dict, channels: int) -> np.ndar
     return normalize_block(volume, lo, scale)
 
 
-def _pad_min(arr: np.ndarray, shape: Sequence[int], mode: str) -> np.ndarray:
-    """Pad the trailing ``len(shape)`` axes symmetrically up to at least ``shape``."""
-    lead = arr.ndim - len(shape)
-    pads = [(0, 0)] * lead + [((max(0, t - s)) // 2, max(0, t - s) - max(0, t - s) // 2)
-                              for s, t in zip(arr.shape[lead:], shape)]
-    if not any(p != (0, 0) for p in pads):
-        return arr
-    if mode == "reflect" and min(arr.shape[lead:]) < 2:
-        mode = "edge"
-    return np.pad(arr, pads, mode=mode)
+def _need_volume(labels: np.ndarray, where: str) -> None:
+    if labels.ndim != 3:
+        raise DataError(
+            f"A 3D model needs volumes (Z, Y, X); the labels{where} are 2D "
+            f"{labels.shape}. Choose a 2D model for 2D images.")
 
 
 class VolumeData:
@@ -123,75 +119,24 @@ class VolumeData:
 
     def __init__(self, pairs: Sequence[tuple[Any, Any]], normalization: dict,
                  patch: Sequence[int], rng: np.random.Generator | None = None) -> None:
-        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
-            pairs = [pairs]
-        pairs = list(pairs)
-        if not pairs:
-            raise DataError("No images were given for training.")
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.samples: list[Sample] = []
-        self.shapes: list[tuple[int, ...]] = []
-        self.in_channels: int | None = None
-        self.painted_slices: list[int] = []
-        checked = []
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise DataError("Training data must be a list of (image, labels) pairs.")
-            image, labels = pair
-            where = f" #{i + 1}" if len(pairs) > 1 else ""
-            lab = _check_labels(labels, where)
-            if lab.ndim != 3:
-                raise DataError(
-                    f"A 3D model needs volumes (Z, Y, X); the labels{where} are 2D "
-                    f"{lab.shape}. Choose a 2D model for 2D images.")
-            shape = tuple(int(s) for s in np.shape(image))
-            channels = _channels_of(shape, lab.shape, where)
-            if self.in_channels is None:
-                self.in_channels = channels
-            elif channels != self.in_channels:
-                raise DataError(
-                    f"Image{where} has {channels} channel(s) but the first image has "
-                    f"{self.in_channels}; all training images need the same channels.")
-            self.shapes.append(shape)
-            if lab.any():
-                checked.append((image, lab, where))
+        pairs, self.shapes, self.in_channels = _check_pairs(pairs, _need_volume)
+        checked = [(image, lab, where) for image, lab, where in pairs if lab.any()]
         if not checked:
             raise DataError(
                 "No labels are painted yet. Paint a few strokes of each class (label 1, "
                 "2, ...) on a few slices of the volume, then train.")
-        self.num_classes = int(max(int(lab.max()) for _, lab, _ in checked))
-        if self.num_classes > MAX_CLASSES:
-            raise DataError(_too_many_classes(f"values up to {self.num_classes}"))
+        self.num_classes = _num_classes(lab for _, lab, _ in checked)
+        self.samples: list[Sample] = []
+        self.painted_slices: list[int] = []
         for image, lab, where in checked:
             arr = np.asarray(image)
-            if arr.dtype.kind not in "buif":
-                raise DataError(f"The image{where} has type {arr.dtype}; it must be numeric.")
-            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-                raise DataError(
-                    f"The image{where} contains NaN or infinite values. Replace them (e.g. "
-                    "with 0) before training.")
-            img = _pad_min(normalize_volume(arr, normalization, self.in_channels or 1),
-                           patch, "reflect")
+            _check_image(arr, where)
+            img = _pad_min(normalize_volume(arr, normalization, self.in_channels), patch, "reflect")
             lab64 = _pad_min(lab.astype(np.int64), patch, "constant")
-            flat = lab64.ravel()
-            counts = np.bincount(flat, minlength=self.num_classes + 1)[1:].astype(np.int64)
-            coords = {}
-            for k in np.flatnonzero(counts) + 1:
-                idx = np.flatnonzero(flat == k)
-                if idx.size > _MAX_COORDS:
-                    idx = np.sort(rng.choice(idx, _MAX_COORDS, replace=False))
-                coords[int(k)] = idx
-            self.samples.append(Sample(img, lab64, coords, counts))
+            self.samples.append(_make_sample(img, lab64, self.num_classes, rng))
             self.painted_slices.append(int(np.count_nonzero(lab.any(axis=(1, 2)))))
-        self.class_counts = np.sum([s.counts for s in self.samples], axis=0)
-        present = int(np.count_nonzero(self.class_counts))
-        if present > MAX_PAINTED_CLASSES:
-            raise DataError(_too_many_classes(f"{present} different values"))
-        if present < 2:
-            only = int(np.flatnonzero(self.class_counts)[0]) + 1
-            raise DataError(
-                f"Only one class is painted (label {only}). Paint at least two classes, "
-                "e.g. 1 = background and 2 = object, so the network can tell them apart.")
+        self.class_counts = _class_counts(self.samples)
 
     @property
     def labeled_pixels(self) -> int:
@@ -199,7 +144,7 @@ class VolumeData:
         return int(self.class_counts.sum())
 
 
-class VolumeSampler:
+class VolumeSampler(_Sampler):
     """Draws augmented 3D patches, favouring patches around painted voxels.
 
     Parameters
@@ -220,13 +165,9 @@ class VolumeSampler:
 
     def __init__(self, data: VolumeData, patch: Sequence[int], augment: bool = True,
                  label_fraction: float = 0.9, mix: float = 0.0, isotropic: bool = True) -> None:
-        if not 0.0 <= float(mix) <= 1.0:
-            raise ValueError(f"mix must be a probability in [0, 1], got {mix}")
-        self.data = data
+        super().__init__(data, augment, label_fraction, mix)
         self.patch = tuple(int(p) for p in patch)
-        self.augment = augment
-        self.label_fraction = label_fraction
-        self.mix = float(mix)
+        self.shape = self.patch
         self.isotropic = bool(isotropic)
 
     @property
@@ -234,42 +175,15 @@ class VolumeSampler:
         """Voxels per patch (for the GPU memory estimate)."""
         return math.prod(self.patch)
 
-    def _origin(self, shape: Sequence[int], rng: np.random.Generator,
-                center: Sequence[int] | None) -> list[int]:
-        if center is None:
-            return [int(rng.integers(0, n - p + 1)) for n, p in zip(shape, self.patch)]
-        return [int(np.clip(c - rng.integers(0, p), 0, n - p))
-                for c, n, p in zip(center, shape, self.patch)]
+    def augment_one(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`augment_volume` (z only if ``self.isotropic``)."""
+        return augment_volume(x, y, rng, self.isotropic)
 
-    def draw(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``x`` float32 ``(B, C, pz, py, px)`` and ``y`` int64 ``(B, pz, py, px)``."""
-        samples = self.data.samples
-        classes = [int(k) + 1 for k in np.flatnonzero(self.data.class_counts)]
-        volumes = np.array([s.labels.size for s in samples], dtype=np.float64)
-        xs = np.empty((batch_size, self.data.in_channels or 1, *self.patch), np.float32)
-        ys = np.empty((batch_size, *self.patch), np.int64)
-        for b in range(batch_size):
-            if rng.random() < self.label_fraction:
-                k = classes[int(rng.integers(len(classes)))]
-                weights = np.array([s.counts[k - 1] if k - 1 < len(s.counts) else 0
-                                    for s in samples], dtype=np.float64)
-                sample = samples[int(rng.choice(len(samples), p=weights / weights.sum()))]
-                flat = sample.coords[k][int(rng.integers(sample.coords[k].size))]
-                center = np.unravel_index(int(flat), sample.labels.shape)
-            else:
-                sample = samples[int(rng.choice(len(samples), p=volumes / volumes.sum()))]
-                center = None
-            z0, y0, x0 = self._origin(sample.labels.shape, rng, center)
-            pz, py, px = self.patch
-            x = sample.image[:, z0:z0 + pz, y0:y0 + py, x0:x0 + px]
-            y = sample.labels[z0:z0 + pz, y0:y0 + py, x0:x0 + px]
-            if self.augment:
-                x, y = augment_volume(x, y, rng, self.isotropic)
-            xs[b] = x
-            ys[b] = y
-        if self.augment and self.mix > 0:
-            xs, ys = cut_mix_nd(xs, ys, rng, self.mix)
-        return xs, ys
+    def mix_batch(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`cut_mix_nd` with probability ``self.mix``."""
+        return cut_mix_nd(x, y, rng, self.mix)
 
 
 def augment_volume(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,

@@ -30,10 +30,14 @@ from .errors import DataError
 from .infer import (
     PredictProgress,
     PredictResult,
+    _checked_block,
     _layout,
+    _net_device,
     _select_slices,
+    _shift_band,
     blend_window,
     tile_positions,
+    tta_softmax,
 )
 from .volume import normalize_block, volume_stats
 
@@ -65,24 +69,6 @@ def _window(shape: tuple[int, int, int], overlaps: tuple[int, int, int]) -> np.n
     return (wz[:, None, None] * wy[None, :, None] * wx[None, None, :]).astype(np.float32)
 
 
-def _tta3d(net: torch.nn.Module, batch: torch.Tensor, n: int) -> torch.Tensor:
-    """Softmax averaged over ``n`` in-plane flips/rotations (y/x only)."""
-    from .refine import dihedral_transforms
-
-    total = None
-    for k, flip in dihedral_transforms(n):
-        x = torch.rot90(batch, k, dims=(3, 4)) if k else batch
-        if flip:
-            x = x.flip(4)
-        p = torch.softmax(net(x).float(), dim=1)
-        if flip:
-            p = p.flip(4)
-        if k:
-            p = torch.rot90(p, -k, dims=(3, 4))
-        total = p if total is None else total + p
-    return total / n
-
-
 def _pad_end3(arr: np.ndarray, target: tuple[int, int, int]) -> np.ndarray:
     pads = [(0, 0)] + [(0, max(0, t - s)) for s, t in zip(arr.shape[1:], target)]
     if not any(p[1] for p in pads):
@@ -108,9 +94,7 @@ def iter_predict_volume(
     :func:`~.infer.iter_predict_module`. ``slices`` picks output slices (an int gives
     one 2D slice); only the bands of tiles that cover them are computed."""
     tile = tile or TileConfig()
-    if device is None:
-        tensors = [*net.parameters(), *net.buffers()]
-        device = tensors[0].device if tensors else torch.device("cpu")
+    device = device if device is not None else _net_device(net)
     k = int(config.num_classes)
     channels = int(config.in_channels)
     spatial, channel_last = _layout(tuple(np.shape(image)), channels)
@@ -166,18 +150,10 @@ def iter_predict_volume(
 
     for z0 in z_pos:
         if z0 > base:
-            d = z0 - base
-            flush(d)
-            acc[:, : tz - d] = acc[:, d:]
-            acc[:, tz - d:] = 0
-            wsum[: tz - d] = wsum[d:]
-            wsum[tz - d:] = 0
+            flush(z0 - base)
+            _shift_band(acc, wsum, z0 - base)
             base = z0
-        block = np.asarray(source[z0:z0 + tz])
-        if block.dtype.kind == "f" and not np.all(np.isfinite(block)):
-            raise DataError("The image contains NaN or infinite values; replace them first.")
-        if block.dtype.kind not in "buif":
-            raise DataError(f"The image has type {block.dtype}; it must be numeric.")
+        block = _checked_block(source[z0:z0 + tz])
         band = _pad_end3(normalize_block(block, lo, scale), (tz, hp, wp))
         corners = [(y0, x0) for y0 in ys for x0 in xs]
         for b0 in range(0, len(corners), batch_n):
@@ -191,7 +167,7 @@ def iter_predict_volume(
                 batch = batch.to(device)
                 with (torch.autocast(device_type=device.type, dtype=autocast)
                       if autocast is not None else contextlib.nullcontext()):
-                    soft = _tta3d(net, batch, int(tile.tta))
+                    soft = tta_softmax(net, batch, int(tile.tta))
                 soft = (soft * win_t.to(device)).cpu().numpy()
             for i, (y0, x0) in enumerate(chunk):
                 acc[:, :, y0:y0 + ty, x0:x0 + tx] += soft[i]
