@@ -18,6 +18,7 @@ from napari.layers import Image, Labels, Shapes
 
 from ..core.uncertainty import to_uint8, uncertain_regions, uncertainty_map
 from .drain import JobDrain, abandon
+from .jobs import JobController
 from .layers import (
     ROLE_COMPARE,
     ROLE_KEY,
@@ -30,7 +31,7 @@ from .layers import (
     visible_plane,
     write_preview,
 )
-from .notify import Notifier, UserProblem, friendly_message
+from .notify import Notifier, UserProblem
 
 __all__ = ["AssistantController"]
 
@@ -40,18 +41,17 @@ def _camera(viewer: Any) -> Any:
     return getattr(viewer, "scene", viewer).camera
 
 
-class AssistantController:
-    """The logic of the Assistant panel (see the module docstring)."""
+class AssistantController(JobController):
+    """The logic of the Assistant panel (see the module docstring).
+
+    ``job`` and ``drain`` are the comparison's; ``map_job`` and ``map_drain`` those of
+    'Map whole image'.
+    """
 
     def __init__(self, viewer: Any, client: Any, data: Any, settings: Any, panel: Any,
                  slot: Any, notifier: Notifier, busy: Any = None) -> None:
-        self.viewer = viewer
-        self.client = client
-        self.data = data
-        self.settings = settings
-        self.panel = panel
-        self.slot = slot
-        self.notifier = notifier
+        super().__init__(client, panel, notifier, viewer=viewer, data=data,
+                         settings=settings, slot=slot)
         self._busy = busy or (lambda: False)
         self.layer: Image | None = None        # "<image> uncertainty"
         self.marker: Shapes | None = None      # the box around the region shown
@@ -59,8 +59,6 @@ class AssistantController:
         self.known: set[Any] = set()           # planes (keys) whose map is filled
         self.visited: list[tuple[int, ...]] = []
         self.current: Any = None               # the Region shown last
-        self.job: Any = None                   # compare job
-        self.drain: JobDrain | None = None
         self.map_job: Any = None
         self.map_drain: JobDrain | None = None
         self.rows: list[dict] = []
@@ -128,11 +126,10 @@ class AssistantController:
                                "labels chosen in the Data panel.")
             return
         image, labels = chosen[0]
-        try:
-            job = self.client.predict(ref, layer_array(image), tile=self.settings.tile_config(),
-                                      probabilities=True, device=self.settings.device_name())
-        except Exception as exc:  # noqa: BLE001 - the client could not send it
-            self.notifier.error(friendly_message(exc, "Mapping the uncertainty"))
+        job = self._submit(lambda: self.client.predict(
+            ref, layer_array(image), tile=self.settings.tile_config(), probabilities=True,
+            device=self.settings.device_name()), "Mapping the uncertainty")
+        if job is None:
             return
         self.map_job = job
         self.panel.map_button.setEnabled(False)
@@ -237,48 +234,46 @@ class AssistantController:
         if self._busy():
             self.notifier.info("Training is running; stop it before comparing decoders.")
             return
-        try:
-            decoders = self.panel.chosen_decoders()
-            if not decoders:
-                raise UserProblem("Tick at least one decoder to compare.")
-            pairs, in_channels, k = self.data.collect_pairs()
-            model_config = self.settings.model_config(in_channels, k)
-            train_config = dict(self.settings.train_config())
-            train_config["steps"] = int(self.panel.steps.value())
-            train_config["time_limit"] = None
-            arrays: dict[str, np.ndarray] = {}
-            spec_pairs = []
-            for i, p in enumerate(pairs):
-                arrays[f"image{i}"], arrays[f"labels{i}"] = p.image, p.labels
-                spec_pairs.append([f"image{i}", f"labels{i}"])
-            image_layer, labels_layer = pairs[0].image_layer, pairs[0].labels_layer
-            key, plane = visible_plane(self.viewer, image_layer, tuple(labels_layer.data.shape))
-            arrays["plane"] = np.asarray(plane)
-            spec = {"pairs": spec_pairs, "decoders": decoders, "model_config": model_config,
-                    "train_config": train_config, "folds": int(self.panel.folds.value()),
-                    "seed": int(train_config.get("seed", 0)),
-                    "class_names": self.data.class_names()[:k], "plane_key": key}
-            job = self.client.submit("compare", spec, arrays)
-        except (UserProblem, ValueError) as exc:
-            self.notifier.error(friendly_message(exc, "Comparing decoders"))
+        sent = self._submit(self._send_compare, "Comparing decoders",
+                            "Starting the comparison")
+        if sent is None:
             return
-        except Exception as exc:  # noqa: BLE001 - the client could not send it
-            self.notifier.error(friendly_message(exc, "Starting the comparison"))
-            return
-        self.job = job
+        job, decoders, pair = sent
         self.rows, self.best = [], None
-        self.compare_pairs = [(image_layer, labels_layer)]
+        self.compare_pairs = [pair]
         self._n = len(decoders)
         self.panel.clear_rows()
         self.panel.set_comparing(True)
         self.panel.progress.setRange(0, max(1, len(decoders)))
         self.panel.progress.setValue(0)
         self.panel.compare_status.setText(f"Comparing {len(decoders)} decoders...")
-        self.drain = JobDrain(job, {"progress": self._on_progress, "preview": self._on_preview,
-                                    "row": self._on_row, "done": self._on_done,
-                                    "error": self._on_error},
-                              on_finished=self._finished, latest_only=(), parent=self.panel,
-                              on_bug=self.notifier.bug)
+        self._follow(job, {"progress": self._on_progress, "preview": self._on_preview,
+                           "row": self._on_row, "done": self._on_done,
+                           "error": self._on_error}, latest_only=())
+
+    def _send_compare(self) -> tuple[Any, list[str], tuple[Any, Any]]:
+        """Send the ``compare`` job: (job, decoders, (image layer, labels layer) shown)."""
+        decoders = self.panel.chosen_decoders()
+        if not decoders:
+            raise UserProblem("Tick at least one decoder to compare.")
+        pairs, in_channels, k = self.data.collect_pairs()
+        model_config = self.settings.model_config(in_channels, k)
+        train_config = dict(self.settings.train_config())
+        train_config["steps"] = int(self.panel.steps.value())
+        train_config["time_limit"] = None
+        arrays: dict[str, np.ndarray] = {}
+        spec_pairs = []
+        for i, p in enumerate(pairs):
+            arrays[f"image{i}"], arrays[f"labels{i}"] = p.image, p.labels
+            spec_pairs.append([f"image{i}", f"labels{i}"])
+        image_layer, labels_layer = pairs[0].image_layer, pairs[0].labels_layer
+        key, plane = visible_plane(self.viewer, image_layer, tuple(labels_layer.data.shape))
+        arrays["plane"] = np.asarray(plane)
+        spec = {"pairs": spec_pairs, "decoders": decoders, "model_config": model_config,
+                "train_config": train_config, "folds": int(self.panel.folds.value()),
+                "seed": int(train_config.get("seed", 0)),
+                "class_names": self.data.class_names()[:k], "plane_key": key}
+        return self.client.submit("compare", spec, arrays), decoders, (image_layer, labels_layer)
 
     def cancel_compare(self) -> None:
         """Stop the comparison after the current step (finished rows are kept)."""
@@ -345,7 +340,7 @@ class AssistantController:
         self.notifier.worker_error(error)
 
     def _finished(self) -> None:
-        self.job, self.drain = None, None
+        super()._finished()
         self.panel.set_comparing(False)
         self.panel.keep_button.setEnabled(bool(self.rows))
 
@@ -399,7 +394,7 @@ class AssistantController:
 
     def shutdown(self) -> bool:
         """Stop the jobs (closing the dock); True if one was running."""
-        running = abandon(self.job, self.drain)
+        running = super().shutdown()
         running = abandon(self.map_job, self.map_drain) or running
-        self.job = self.drain = self.map_job = self.map_drain = None
+        self.map_job, self.map_drain = None, None
         return running

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .drain import JobDrain, abandon
+from .jobs import JobController
 from .layers import layer_array, unique_layer_name
 from .notify import friendly_message
 from .objects import TABLE_COLUMNS, ObjectsPanel
@@ -40,21 +40,24 @@ def source_path(layer: Any) -> str | None:
     return str(path) if path else None
 
 
-class ObjectsController:
+class ObjectsController(JobController):
     """Find objects, show and save their table; predict a big image file block by block."""
+
+    failed_text = "Prediction failed."
+    # Cancel stops after the blocks in progress (they stay; pressing again resumes)
+    cancelling_text = "Cancelling after the blocks in progress..."
 
     def __init__(self, viewer: Any, client: Any, panel: ObjectsPanel, slot: Any,
                  settings: Any, notifier: Any) -> None:
-        self.viewer, self.client, self.panel = viewer, client, panel
-        self.slot, self.settings, self.notifier = slot, settings, notifier
+        super().__init__(client, panel, notifier, viewer=viewer, settings=settings,
+                         slot=slot)
         self.rows: list[dict] = []
-        self.worker: Any = None
-        self.job: Any = None
-        self.drain: JobDrain | None = None
+        self.worker: Any = None  # Find objects (a thread of this process)
         self.target: Any = None
 
     @property
     def running(self) -> bool:
+        """True while Find objects or a block-wise prediction runs."""
         return self.worker is not None or self.job is not None
 
     # ------------------------------------------------------------ objects
@@ -180,36 +183,21 @@ class ObjectsController:
                 "device": self.settings.device_name(),
                 "objects": _settings(self.panel) if self.panel.big_objects.isChecked()
                 else None}
-        try:
-            self.job = self.client.submit("predict_store", spec)
-        except Exception as exc:  # noqa: BLE001 - the client failed
-            self.notifier.error(friendly_message(exc, "Prediction"))
+        job = self._submit(lambda: self.client.submit("predict_store", spec), "Prediction")
+        if job is None:
             return
         self.target = (image, level)
         self.panel.set_running(True)
         self.panel.progress.setValue(0)
         self.panel.status.setText(f"Predicting '{image.name}' into {out}...")
-        self.drain = JobDrain(
-            self.job, {"progress": self._on_progress, "done": self._on_done,
-                       "error": self._on_error},
-            on_finished=self._job_finished, parent=self.panel, latest_only=("progress",),
-            on_bug=self.notifier.bug)
-
-    def cancel(self) -> None:
-        """Stop after the blocks in progress (finished blocks stay; pressing again resumes)."""
-        if self.job is not None:
-            self.job.stop()
-            self.panel.status.setText("Cancelling after the blocks in progress...")
+        self._follow(job, {"progress": self._on_progress, "done": self._on_done,
+                           "error": self._on_error}, latest_only=("progress",))
 
     def _on_progress(self, p: dict) -> None:
         self.panel.progress.setFormat(("object block" if p.get("phase") == "objects"
                                        else "block") + " %v / %m")
         self.panel.progress.setMaximum(max(1, int(p.get("total_blocks") or 1)))
         self.panel.progress.setValue(int(p.get("done_blocks") or 0))
-
-    def _on_error(self, error: Any) -> None:
-        self.panel.status.setText("Prediction failed.")
-        self.notifier.worker_error(error)
 
     def _on_done(self, result: dict) -> None:
         if result.get("cancelled"):
@@ -243,16 +231,13 @@ class ObjectsController:
             f"{result['seconds']:.1f} s" + (f", {result['objects']} objects"
                                             if result.get("objects") is not None else "") + ".")
 
-    def _job_finished(self) -> None:
-        self.job = None
-        self.drain = None
+    def _finished(self) -> None:
+        super()._finished()
         self.panel.set_running(False)
 
     def shutdown(self) -> bool:
         """Cancel the job (closing the dock); True if one was running."""
-        running = abandon(self.job, self.drain)
-        self.job = None
-        self.drain = None
+        running = super().shutdown()
         if self.worker is not None:
             try:
                 self.worker.quit()

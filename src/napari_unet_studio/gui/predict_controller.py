@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .drain import JobDrain, abandon
+from .jobs import JobController
 from .layers import (
     choose_prediction_layer,
     layer_array,
@@ -21,13 +21,13 @@ from .layers import (
     place_result,
     visible_plane,
 )
-from .notify import Notifier, friendly_message
+from .notify import Notifier
 from .prediction import CURRENT
 
 __all__ = ["PredictController"]
 
 
-class PredictController:
+class PredictController(JobController):
     """Predict the chosen image with the current model; merge corrections.
 
     Parameters
@@ -44,25 +44,15 @@ class PredictController:
     notifier : Notifier
     """
 
+    failed_text = "Prediction failed."
+
     def __init__(self, viewer: Any, client: Any, data: Any, settings: Any, panel: Any,
                  slot: Any, notifier: Notifier) -> None:
-        self.viewer = viewer
-        self.client = client
-        self.data = data
-        self.settings = settings
-        self.panel = panel
-        self.slot = slot
-        self.notifier = notifier
-        self.job: Any = None
-        self.drain: JobDrain | None = None
+        super().__init__(client, panel, notifier, viewer=viewer, data=data,
+                         settings=settings, slot=slot)
         self.target: tuple[Any, tuple[int, ...], Any] | None = None
         self.model: Any = None
         self.snapshots: dict[Any, np.ndarray] = {}  # prediction layer id -> data as made
-
-    @property
-    def running(self) -> bool:
-        """True from Predict until the job's last event was handled."""
-        return self.job is not None
 
     def start(self) -> None:
         """Predict the chosen image with the current model (Predict button)."""
@@ -82,43 +72,24 @@ class PredictController:
         slices = None
         if self.panel.scope.currentData() == CURRENT and spatial_nd == 3:
             slices, _ = visible_plane(self.viewer, image, tuple(data.shape[:spatial_nd]))
-        try:
-            job = self.client.predict(
-                ref, data, tile=self.settings.tile_config(),
-                probabilities=self.panel.confidence_box.isChecked(),
-                device=self.settings.device_name(), slices=slices,
-            )
-        except Exception as exc:  # noqa: BLE001 - bad settings or the client failed
-            self.notifier.error(friendly_message(exc, "Prediction"))
+        job = self._submit(lambda: self.client.predict(
+            ref, data, tile=self.settings.tile_config(),
+            probabilities=self.panel.confidence_box.isChecked(),
+            device=self.settings.device_name(), slices=slices,
+        ), "Prediction")
+        if job is None:
             return
-        self.job = job
         self.model = ref
         self.target = (image, tuple(data.shape[:spatial_nd]), slices)
         self.panel.set_running(True)
         self.panel.progress.setValue(0)
         self.panel.status.setText(f"Predicting '{image.name}'...")
-        self.drain = JobDrain(
-            job,
-            {"progress": self._on_progress, "done": self._on_done, "error": self._on_error},
-            on_finished=self._finished,
-            parent=self.panel,
-            latest_only=("progress",),
-            on_bug=self.notifier.bug,
-        )
-
-    def cancel(self) -> None:
-        """Ask the running prediction to stop (Cancel button)."""
-        if self.job is not None:
-            self.job.stop()
-            self.panel.status.setText("Cancelling...")
+        self._follow(job, {"progress": self._on_progress, "done": self._on_done,
+                           "error": self._on_error}, latest_only=("progress",))
 
     def _on_progress(self, p: dict) -> None:
         self.panel.progress.setMaximum(max(1, int(p.get("total_tiles") or 1)))
         self.panel.progress.setValue(int(p.get("done_tiles") or 0))
-
-    def _on_error(self, error: Any) -> None:
-        self.panel.status.setText("Prediction failed.")
-        self.notifier.worker_error(error)
 
     def _on_done(self, result: dict) -> None:
         if result.get("cancelled"):
@@ -157,20 +128,12 @@ class PredictController:
         self.notifier.info(text)
 
     def _finished(self) -> None:
-        self.job = None
-        self.drain = None
+        super()._finished()
         self.panel.set_running(False)
 
     def layer_removed(self, layer: Any) -> None:
         """Forget the snapshot of a deleted prediction layer."""
         self.snapshots.pop(getattr(layer, "unique_id", None), None)
-
-    def shutdown(self) -> bool:
-        """Cancel the job (closing the dock); True if one was running."""
-        running = abandon(self.job, self.drain)
-        self.job = None
-        self.drain = None
-        return running
 
     # ------------------------------------------------------------ corrections
     def use_corrections(self) -> None:

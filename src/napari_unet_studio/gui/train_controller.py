@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .drain import JobDrain, abandon
+from .jobs import JobController
 from .layers import layer_array, live_layer, visible_plane, write_preview
 from .notify import Notifier, UserProblem, friendly_message
 from .painting import PaintWatcher
@@ -31,7 +31,7 @@ def model_source(ref: Any) -> str:
     return f"trained here ({decoder}, {record.get('steps', '?')} steps)"
 
 
-class TrainController:
+class TrainController(JobController):
     """Start/stop/pause training on the worker and keep the live prediction up to date.
 
     Parameters
@@ -54,16 +54,9 @@ class TrainController:
 
     def __init__(self, viewer: Any, client: Any, data: Any, settings: Any, panel: Any,
                  slot: Any, notifier: Notifier, lock: Any = None) -> None:
-        self.viewer = viewer
-        self.client = client
-        self.data = data
-        self.settings = settings
-        self.panel = panel
-        self.slot = slot
-        self.notifier = notifier
+        super().__init__(client, panel, notifier, viewer=viewer, data=data,
+                         settings=settings, slot=slot)
         self._lock_others = lock
-        self.job: Any = None
-        self.drain: JobDrain | None = None
         self.watcher: PaintWatcher | None = None
         self.layers: list[tuple[Any, Any]] = []  # (image layer, labels layer) per pair
         self.shapes: list[tuple[int, ...]] = []
@@ -78,26 +71,16 @@ class TrainController:
         #: preview (the Assistant panel's uncertainty layer; wired by the dock)
         self.uncertainty_listeners: list[Any] = []
 
-    @property
-    def running(self) -> bool:
-        """True from Train until the job's last event was handled."""
-        return self.job is not None
-
     # ---------------------------------------------------------------- start
     def start(self) -> None:
         """Check the inputs, then start a training job (the Train button)."""
         if self.running:
             return
-        try:
-            kwargs = self._job_arguments()
-            job = self.client.train(**kwargs)
-        except (UserProblem, ValueError) as exc:
-            self.notifier.error(friendly_message(exc, "Training"))
+        sent = self._submit(self._send_job, "Training", "Starting the training")
+        if sent is None:
             return
-        except Exception as exc:  # noqa: BLE001 - the client could not even send the job
-            self.notifier.error(friendly_message(exc, "Starting the training"))
-            return
-        self.job = job
+        job, kwargs = sent
+        self.job = job  # before the preview source is sent
         self.paused = self.stop_requested = False
         self._preview_key = ("unset",)
         self._warned_shape.clear()
@@ -114,16 +97,14 @@ class TrainController:
             image.events.data.connect(self._image_replaced)
         self._lock(True)
         self.panel.starting()
-        self.drain = JobDrain(
-            job,
-            {"progress": self._on_progress, "preview": self._on_preview,
-             "uncertainty": self._on_uncertainty,
-             "done": self._on_done, "error": self._on_error},
-            on_finished=self._finished,
-            latest_only=("preview", "uncertainty"),
-            parent=self.panel,
-            on_bug=self.notifier.bug,
-        )
+        self._follow(job, {"progress": self._on_progress, "preview": self._on_preview,
+                           "uncertainty": self._on_uncertainty,
+                           "done": self._on_done, "error": self._on_error},
+                     latest_only=("preview", "uncertainty"))
+
+    def _send_job(self) -> tuple[Any, dict[str, Any]]:
+        kwargs = self._job_arguments()
+        return self.client.train(**kwargs), kwargs
 
     def _job_arguments(self) -> dict[str, Any]:
         pairs, in_channels, k = self.data.collect_pairs()
@@ -297,8 +278,7 @@ class TrainController:
     def _finished(self) -> None:
         """The job's last event was handled: disconnect and unlock."""
         self._disconnect()
-        self.job = None
-        self.drain = None
+        super()._finished()
         self._lock(False)
         self.panel.set_has_model(self.slot.ref is not None)
 
@@ -334,8 +314,6 @@ class TrainController:
 
     def shutdown(self) -> bool:
         """Stop the job (closing the dock); True if one was running."""
-        running = abandon(self.job, self.drain)
+        running = super().shutdown()
         self._disconnect()
-        self.job = None
-        self.drain = None
         return running
