@@ -15,7 +15,6 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -25,6 +24,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from .widgets import add_row, cancel_button, panel_layout, wrapped_label
 
 __all__ = ["AssistantPanel", "DOCS_URL", "COLUMNS"]
 
@@ -47,8 +48,7 @@ class AssistantPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = panel_layout(self)
 
         # -- where to paint next
         layout.addWidget(_title("Where to paint next"))
@@ -58,7 +58,6 @@ class AssistantPanel(QWidget):
             "is; the entropy of its class probabilities) refreshed with every preview. "
             "Hidden unless this is ticked.")
         layout.addWidget(self.uncertainty_box)
-        row = QHBoxLayout()
         self.next_button = QPushButton("Next uncertain region")
         self.next_button.setToolTip(
             "Move the view (and the slice) to the most uncertain region you have not "
@@ -67,9 +66,7 @@ class AssistantPanel(QWidget):
         self.map_button.setToolTip(
             "Predict the whole image (all slices) with the current model and fill the "
             "uncertainty layer everywhere (the live preview fills only the slice you see).")
-        row.addWidget(self.next_button)
-        row.addWidget(self.map_button)
-        layout.addLayout(row)
+        add_row(layout, self.next_button, self.map_button)
         form = QFormLayout()
         self.region_size = QSpinBox()
         self.region_size.setRange(8, 512)
@@ -102,13 +99,9 @@ class AssistantPanel(QWidget):
             "stroke on each side); each fold is held out once and scored.")
         form2.addRow("Folds", self.folds)
         layout.addLayout(form2)
-        row2 = QHBoxLayout()
         self.compare_button = QPushButton("Compare decoders")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        row2.addWidget(self.compare_button)
-        row2.addWidget(self.cancel_button)
-        layout.addLayout(row2)
+        self.cancel_button = cancel_button()
+        add_row(layout, self.compare_button, self.cancel_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -128,9 +121,7 @@ class AssistantPanel(QWidget):
         self.keep_button = QPushButton("Keep selected as current model")
         self.keep_button.setEnabled(False)
         layout.addWidget(self.keep_button)
-        self.compare_status = QLabel("")
-        self.compare_status.setWordWrap(True)
-        layout.addWidget(self.compare_status)
+        self.compare_status = wrapped_label(layout)
 
         # -- what upsampling does
         layout.addWidget(_title("See what each upsampling does"))
@@ -155,9 +146,7 @@ class AssistantPanel(QWidget):
         link.setOpenExternalLinks(True)
         layout.addWidget(link)
         self.docs_link = link
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        self.status = wrapped_label(layout)
 
     # ---------------------------------------------------------------- decoders
     def set_decoders(self, names: list[str]) -> None:

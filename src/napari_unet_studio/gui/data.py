@@ -34,7 +34,7 @@ from .layers import (
     unique_layer_name,
 )
 from .notify import UserProblem, notify_warning
-from .widgets import LayerCombo
+from .widgets import LayerCombo, panel_layout
 
 DEFAULT_CLASS_NAMES = ("background", "foreground")
 
@@ -61,8 +61,7 @@ class PairRow(QWidget):
 
     def __init__(self, viewer: Any, removable: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = panel_layout(self)
         top, middle, bottom = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         layout.addLayout(top)
         layout.addLayout(middle)
@@ -159,8 +158,7 @@ class DataPanel(QWidget):
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._viewer = viewer
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = panel_layout(self)
         self._rows_box = QVBoxLayout()
         layout.addLayout(self._rows_box)
         self.rows: list[PairRow] = []

@@ -13,15 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtGui import QFont
-from qtpy.QtWidgets import (
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QPlainTextEdit,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QPlainTextEdit, QPushButton, QWidget
+
+from .widgets import add_row, panel_layout, wrapped_label
 
 __all__ = [
     "ModelSlot",
@@ -171,9 +165,7 @@ class ModelsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        buttons = QHBoxLayout()
+        layout = panel_layout(self)
         self.save_button = QPushButton("Save model...")
         self.load_button = QPushButton("Load model...")
         self.export_button = QPushButton("Export...")
@@ -183,13 +175,8 @@ class ModelsPanel(QWidget):
             "the first image of the Data panel.")
         self.save_button.setEnabled(False)
         self.export_button.setEnabled(False)
-        buttons.addWidget(self.save_button)
-        buttons.addWidget(self.load_button)
-        buttons.addWidget(self.export_button)
-        layout.addLayout(buttons)
-        self.current = QLabel("No model yet: train one or load a saved model (.pt).")
-        self.current.setWordWrap(True)
-        layout.addWidget(self.current)
+        add_row(layout, self.save_button, self.load_button, self.export_button)
+        self.current = wrapped_label(layout, "No model yet: train one or load a saved model (.pt).")
         self.info = QPlainTextEdit()
         self.info.setReadOnly(True)
         font = QFont("monospace")

@@ -12,19 +12,16 @@ from napari.layers import Image, Labels
 from qtpy.QtWidgets import (
     QCheckBox,
     QFormLayout,
-    QHBoxLayout,
-    QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
     QTableWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from .layers import is_user_image
-from .widgets import LayerCombo
+from .widgets import LayerCombo, add_row, cancel_button, panel_layout, wrapped_label
 
 __all__ = ["ObjectsPanel", "TABLE_COLUMNS"]
 
@@ -37,8 +34,7 @@ class ObjectsPanel(QWidget):
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = panel_layout(self)
         form = QFormLayout()
         layout.addLayout(form)
         self.classes_layer = LayerCombo(viewer, Labels)
@@ -62,13 +58,10 @@ class ObjectsPanel(QWidget):
         self.split.setToolTip("Watershed on the distance to the object border; off: "
                               "connected components.")
         layout.addWidget(self.split)
-        row = QHBoxLayout()
         self.find_button = QPushButton("Find objects")
         self.save_button = QPushButton("Save table (CSV)...")
         self.save_button.setEnabled(False)
-        row.addWidget(self.find_button)
-        row.addWidget(self.save_button)
-        layout.addLayout(row)
+        add_row(layout, self.find_button, self.save_button)
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.setMinimumHeight(140)
@@ -85,23 +78,17 @@ class ObjectsPanel(QWidget):
         big.addRow("Output", self.out)
         self.big_objects = QCheckBox("With objects")
         layout.addWidget(self.big_objects)
-        rowb = QHBoxLayout()
         self.big_button = QPushButton("Predict file to OME-Zarr")
         self.big_button.setToolTip(
             "Predict the image's file (OME-Zarr, zarr or TIFF) block by block into an "
             "OME-Zarr store, in the worker process; memory stays bounded, and pressing it "
             "again after Cancel resumes.")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        rowb.addWidget(self.big_button)
-        rowb.addWidget(self.cancel_button)
-        layout.addLayout(rowb)
+        self.cancel_button = cancel_button()
+        add_row(layout, self.big_button, self.cancel_button)
         self.progress = QProgressBar()
         self.progress.setFormat("block %v / %m")
         layout.addWidget(self.progress)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        self.status = wrapped_label(layout)
 
     def refresh_layers(self) -> None:
         """Re-list the layers in the combo boxes (the dock calls it on layer changes)."""

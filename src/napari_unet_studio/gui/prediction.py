@@ -9,20 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from napari.layers import Image
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QProgressBar, QPushButton, QWidget
 
 from .layers import is_user_image
-from .widgets import LayerCombo
+from .widgets import LayerCombo, add_row, cancel_button, panel_layout, wrapped_label
 
 __all__ = ["CURRENT", "WHOLE", "PredictPanel"]
 
@@ -34,8 +24,7 @@ class PredictPanel(QWidget):
 
     def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = panel_layout(self)
         form = QFormLayout()
         layout.addLayout(form)
         self.image = LayerCombo(viewer, Image, accept=is_user_image)
@@ -56,13 +45,9 @@ class PredictPanel(QWidget):
         )
         layout.addWidget(self.confidence_box)
         layout.addWidget(self.update_box)
-        buttons = QHBoxLayout()
         self.predict_button = QPushButton("Predict")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        buttons.addWidget(self.predict_button)
-        buttons.addWidget(self.cancel_button)
-        layout.addLayout(buttons)
+        self.cancel_button = cancel_button()
+        add_row(layout, self.predict_button, self.cancel_button)
         self.progress = QProgressBar()
         self.progress.setFormat("tile %v / %m")
         layout.addWidget(self.progress)
@@ -73,9 +58,7 @@ class PredictPanel(QWidget):
             "layer used for the next training. Your own labels layer is not changed."
         )
         layout.addWidget(self.corrections_button)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        self.status = wrapped_label(layout)
 
     def set_running(self, running: bool) -> None:
         """Enable Predict or Cancel."""

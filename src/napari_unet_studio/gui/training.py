@@ -9,18 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QProgressBar, QPushButton, QWidget
 
 from .plot import LossPlot
-from .widgets import format_seconds
+from .widgets import add_row, format_seconds, panel_layout, wrapped_label
 
 __all__ = ["TrainPanel", "progress_text"]
 
@@ -49,8 +41,7 @@ class TrainPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout = panel_layout(self)
         self.continue_box = QCheckBox("Continue training the current model")
         self.continue_box.setToolTip(
             "Fine-tune the model trained or loaded last instead of starting a new one."
@@ -64,22 +55,17 @@ class TrainPanel(QWidget):
         )
         self.live_box.setChecked(True)
         layout.addWidget(self.live_box)
-        buttons = QHBoxLayout()
         self.train_button = QPushButton("Train")
         self.train_button.setToolTip("Train on the chosen image/labels pairs (keep painting!).")
         self.pause_button = QPushButton("Pause")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("End training now and keep the best model so far.")
-        for button in (self.train_button, self.pause_button, self.stop_button):
-            buttons.addWidget(button)
-        layout.addLayout(buttons)
+        add_row(layout, self.train_button, self.pause_button, self.stop_button)
         self.progress = QProgressBar()
         self.progress.setValue(0)
         self.progress.setFormat("not started")
         layout.addWidget(self.progress)
-        self.status = QLabel("Paint a few strokes of each class, then press Train.")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        self.status = wrapped_label(layout, "Paint a few strokes of each class, then press Train.")
         self.loss_plot = LossPlot()
         layout.addWidget(self.loss_plot)
         self._has_model = False

@@ -1,4 +1,4 @@
-"""Small Qt widgets and formatting helpers shared by the panels."""
+"""Small Qt widgets, layout and formatting helpers shared by the panels."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ from typing import Any
 
 from napari.layers import Layer
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QLabel
+from qtpy.QtWidgets import (
+    QBoxLayout,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-__all__ = ["LayerCombo", "format_seconds", "hint_label"]
+__all__ = ["LayerCombo", "add_row", "cancel_button", "format_seconds", "hint_label",
+           "panel_layout", "wrapped_label"]
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -32,6 +41,37 @@ def hint_label(text: str = "") -> QLabel:
     label = QLabel(text)
     label.setWordWrap(True)
     label.setStyleSheet("color: gray; font-size: 11px;")
+    return label
+
+
+def panel_layout(panel: QWidget) -> QVBoxLayout:
+    """``panel``'s vertical layout, without margins (the dock's sections frame it)."""
+    layout = QVBoxLayout(panel)
+    layout.setContentsMargins(0, 0, 0, 0)
+    return layout
+
+
+def add_row(layout: QBoxLayout, *widgets: QWidget) -> QHBoxLayout:
+    """Put ``widgets`` side by side in a new row at the end of ``layout``."""
+    row = QHBoxLayout()
+    for widget in widgets:
+        row.addWidget(widget)
+    layout.addLayout(row)
+    return row
+
+
+def cancel_button() -> QPushButton:
+    """A Cancel button, disabled until its job runs."""
+    button = QPushButton("Cancel")
+    button.setEnabled(False)
+    return button
+
+
+def wrapped_label(layout: QBoxLayout, text: str = "") -> QLabel:
+    """A word-wrapped label (a status line) at the end of ``layout``."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    layout.addWidget(label)
     return label
 
 
