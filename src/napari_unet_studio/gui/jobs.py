@@ -2,9 +2,11 @@
 
 :class:`JobController` holds what they share: the collaborators the dock hands over, the
 running ``job`` and the :class:`~napari_unet_studio.gui.drain.JobDrain` that follows it,
-starting a job with a plain-language notification when it cannot be sent, Cancel, the
-status line after a failed job, and stopping the job when the dock closes. The train,
-predict, objects, Assistant and upsampling controllers subclass it.
+the current model (or why there is none), starting a job with a plain-language
+notification when it cannot be sent, Cancel, the status line after a failed job, and
+stopping the job when the dock closes. The train, predict, objects, Assistant and
+upsampling controllers subclass it; the model-file controller follows several short jobs
+at once and keeps its own list of drains.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ class JobController:
     def running(self) -> bool:
         """True from the start of the job until its last event was handled."""
         return self.job is not None
+
+    def _current_model(self) -> Any:
+        """The current model's ``ModelRef``; ``None`` after telling the user there is none."""
+        ref = self.slot.ref
+        if ref is None:
+            self.notifier.error("There is no model yet. Train one (or load a saved model) first.")
+        return ref
 
     def _submit(self, send: Callable[[], Any], doing: str, starting: str | None = None) -> Any:
         """``send()`` (it prepares and sends a job); ``None`` after telling the user why not.

@@ -165,11 +165,10 @@ class ObjectsController(JobController):
         """Predict the image's file block by block into OME-Zarr (worker job)."""
         if self.running:
             return
-        ref = self.slot.ref
-        image = self.panel.image.layer()
+        ref = self._current_model()
         if ref is None:
-            self.notifier.error("There is no model yet. Train one (or load a saved model) first.")
             return
+        image = self.panel.image.layer()
         path = source_path(image) if image is not None else None
         if not path:
             self.notifier.error("Choose an image opened from a file (OME-Zarr, zarr or TIFF): "

@@ -58,11 +58,10 @@ class PredictController(JobController):
         """Predict the chosen image with the current model (Predict button)."""
         if self.running:
             return
-        ref = self.slot.ref
-        image = self.panel.image.layer()
+        ref = self._current_model()
         if ref is None:
-            self.notifier.error("There is no model yet. Train one (or load a saved model) first.")
             return
+        image = self.panel.image.layer()
         if image is None:
             self.notifier.error("Choose the image to predict.")
             return
