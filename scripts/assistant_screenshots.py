@@ -6,8 +6,8 @@ Run under a virtual display (a few minutes; the comparison trains five decoders)
 
 It opens the nuclei sample, trains briefly with the live preview, shows the uncertainty
 layer and the region the Next button picks, compares the five decoders with a small
-budget, keeps the best, and shows the upsampling gallery. Reuses the helpers of
-``make_screenshots.py``.
+budget, keeps the best, and shows the upsampling gallery. Uses the helpers of
+``screenshot_support.py``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import napari
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_screenshots import OUT, pump, shot, show_section, wait_for  # noqa: E402
+from screenshot_support import nuclei_studio, pump, shot, show_section, wait_for  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,15 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-upsampling", action="store_true",
                         help="only the gallery screenshot (no training, no comparison)")
     args = parser.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-
-    viewer = napari.Viewer(show=True, title="napari - U-Net Studio")
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.window._qt_window.move(0, 0)
-    viewer.open_sample("napari-unet-studio", "nuclei")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-studio", "U-Net Studio")
-    viewer.layers["scribbles"].opacity = 0.9
-    viewer.reset_view()
+    viewer, widget = nuclei_studio()
     mp = widget.model_panel
     wait_for(lambda: len(mp.decoders()) > 1, timeout=300)
     mp["steps"].value = args.steps

@@ -12,60 +12,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication, QScrollArea
 
-from napari_unet_studio._sample_data import load_nuclei
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from screenshot_support import (  # noqa: E402 - helpers shared with the other scripts
+    nuclei_studio,
+    pump,
+    shot,
+    show_section,
+    wait_for,
+)
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
+from napari_unet_studio._sample_data import load_nuclei  # noqa: E402
 
-
-def pump(seconds: float) -> None:
-    """Let Qt process events for ``seconds``."""
-    end = time.monotonic() + seconds
-    app = QApplication.instance()
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    """Process events until ``condition()`` or ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while not condition() and time.monotonic() < end:
-        pump(0.05)
-    if not condition():
-        raise SystemExit(f"timed out after {timeout} s")
-
-
-def shot(viewer: napari.Viewer, name: str) -> None:
-    """Save a screenshot of the whole window."""
-    pump(0.5)
-    path = OUT / name
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    compress(path)
-    sys.stdout.write(f"wrote {path}\n")
-
-
-def compress(path: Path) -> None:
-    """Re-save as a 256-colour PNG (smaller files; screenshots need few colours)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        small = img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    small.save(path, optimize=True)
-
-
-def show_section(widget, panel) -> None:
-    """Scroll the dock so that ``panel`` is visible."""
-    scroll = widget.findChild(QScrollArea)
-    scroll.ensureWidgetVisible(panel, 0, 0)
-    pump(0.2)
+__all__ = ["pump", "shot", "show_section", "wait_for"]  # imported by the other scripts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,15 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="training steps")
     args = parser.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-
-    viewer = napari.Viewer(show=True, title="napari - U-Net Studio")
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.window._qt_window.move(0, 0)
-    viewer.open_sample("napari-unet-studio", "nuclei")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet-studio", "U-Net Studio")
-    viewer.layers["scribbles"].opacity = 0.9
-    viewer.reset_view()
+    viewer, widget = nuclei_studio()
     shot(viewer, "01_sample_and_widget.png")
 
     # model choice: show the decoder list's tooltip-free state and the advanced settings
