@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from gui_helpers import add_shapes, digest, wait_training_done
@@ -31,6 +32,9 @@ from widget_support import (
 FAST_BEST = {"NAPARI_UNET_STUDIO_BEST_SAVE_FIRST": "0.3",
              "NAPARI_UNET_STUDIO_BEST_SAVE_EVERY": "0.5",
              "NAPARI_UNET_STUDIO_THREADS": "1"}
+# The shared worker warms up (the first Train waits for it, as a user's would); the
+# workers started later skip it: about 5 s of CPU each that no test here is about.
+NO_WARM_UP = ("NAPARI_UNET_STUDIO_WORKER_WARMUP", "0")
 
 
 def _viewer():
@@ -61,8 +65,22 @@ def real(shared, qtbot):
     wait_idle(qtbot, widget)
 
 
-def test_train_paint_pause_resume_stop(real, qtbot):
+def _record_progress(monkeypatch, panel) -> list[tuple[float, int, bool]]:
+    """``(arrival time, step, paused)`` of every progress event the Train panel shows."""
+    shown: list[tuple[float, int, bool]] = []
+    show = panel.show_progress
+
+    def recording(p: dict) -> None:
+        shown.append((time.monotonic(), int(p.get("step") or 0), bool(p.get("paused"))))
+        show(p)
+
+    monkeypatch.setattr(panel, "show_progress", recording)
+    return shown
+
+
+def test_train_paint_pause_resume_stop(real, qtbot, monkeypatch):
     viewer, widget, notes = real
+    shown = _record_progress(monkeypatch, widget.train_panel)
     _, labels = add_shapes(viewer)
     widget.model_panel["steps"].value = 100000
     widget.train_panel.train_button.click()
@@ -76,13 +94,21 @@ def test_train_paint_pause_resume_stop(real, qtbot):
     # the live prediction refreshes in place (same layer object)
     qtbot.waitUntil(lambda: widget.train.previews >= 1, timeout=30000)
     assert viewer.layers["shapes prediction"] is live and live.data.min() >= 1
-    # Pause: the steps stop; Resume: they go on
+    # Pause: the step in flight may still finish, then no step is made until Resume
     widget.train_panel.pause_button.click()
     assert widget.train_panel.pause_button.text() == "Resume"
-    qtbot.waitUntil(lambda: "paused" in widget.train_panel.status.text(), timeout=10000)
+    qtbot.waitUntil(lambda: any(paused for _, _, paused in shown), timeout=10000)
+    first_paused = next(step for _, step, paused in shown if paused)
+    # settled: while paused the worker sends no progress at all (training never stops
+    # for this long between two steps of this tiny network, even on a loaded machine)
+    qtbot.waitUntil(lambda: time.monotonic() - shown[-1][0] >= 0.5, timeout=10000)
     paused_at = widget.train_panel.progress.value()
+    assert shown[-1][1:] == (paused_at, True)  # the panel's last word: paused, at that step
+    assert first_paused <= paused_at <= first_paused + 1  # at most the step in flight
+    held = len(shown)
     qtbot.wait(1500)
     assert widget.train_panel.progress.value() == paused_at
+    assert shown[held:] == []  # not a single step (nor event) while paused
     widget.train_panel.pause_button.click()
     assert widget.train_panel.pause_button.text() == "Pause"
     qtbot.waitUntil(lambda: widget.train_panel.progress.value() > paused_at, timeout=20000)
@@ -100,10 +126,11 @@ def test_train_paint_pause_resume_stop(real, qtbot):
     assert pred.data.shape == (64, 64) and pred.data.min() >= 1 and not notes.errors
 
 
-def test_worker_killed_mid_training(real, qtbot):
+def test_worker_killed_mid_training(real, qtbot, monkeypatch):
     """napari stays, exactly one notification, labels intact, the best model so far is
     kept, and the next Train starts a fresh worker."""
     viewer, widget, notes = real
+    monkeypatch.setenv(*NO_WARM_UP)  # for the fresh worker
     image, labels = add_shapes(viewer)
     before = digest(labels.data)
     widget.model_panel["steps"].value = 100000
@@ -147,6 +174,7 @@ def test_a_damaged_model_file_dropped_on_napari_is_refused_by_the_worker(real, q
 
 def test_closing_napari_while_training_leaves_no_worker(qtbot, monkeypatch):
     monkeypatch.setenv("NAPARI_UNET_STUDIO_THREADS", "1")
+    monkeypatch.setenv(*NO_WARM_UP)
     notes = record_notifications(monkeypatch)
     viewer, widget = docked_studio(_viewer)
     add_shapes(viewer)
@@ -226,7 +254,7 @@ def test_napari_started_from_a_script_without_a_main_guard(tmp_path):
     ``if __name__ == "__main__"`` runs once, not again in the worker."""
     script = tmp_path / "my_analysis.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    env = {**os.environ, "NAPARI_UNET_STUDIO_THREADS": "1"}
+    env = {**os.environ, "NAPARI_UNET_STUDIO_THREADS": "1", NO_WARM_UP[0]: NO_WARM_UP[1]}
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=180, env=env, cwd=tmp_path)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("TRAINED")]

@@ -140,8 +140,10 @@ def test_predict_equals_core_predict(client):
     from napari_unet_studio.core.infer import predict_image
 
     img, lab = tiny_pair()
-    ref = final(wait(client.train([(img, lab)], tiny_model_config(), tiny_config(steps=4),
-                                  live=False)))[1]
+    # no filter stem: the worker's prediction against the engine's is under test, not the
+    # model (the stem's 5-scale filters on 560 x 520 pixels, twice, cost seconds)
+    ref = final(wait(client.train([(img, lab)], tiny_model_config(stem="none"),
+                                  tiny_config(steps=4), live=False)))[1]
     big = np.tile(img, (12, 12))[:560, :520]  # labels 291 kB, probabilities 2.3 MB: shm
     job = client.predict(ref, big, probabilities=True, device="cpu",
                          tile={"tile": 128, "overlap": 0.25, "batch_size": 4, "tta": 1})
@@ -212,7 +214,9 @@ def test_big_previews_come_through_shared_memory_and_are_released(client):
 
     before = set(os.listdir("/dev/shm"))
     img, lab = tiny_pair()
-    job = client.train([(img, lab)], tiny_model_config(), tiny_config(steps=3),
+    # no filter stem: its 5-scale filters on every 1152 x 1152 preview cost seconds, and
+    # the transport of big planes is under test here, not the model
+    job = client.train([(img, lab)], tiny_model_config(stem="none"), tiny_config(steps=3),
                        preview_interval=0.0)
     plane = np.tile(img, (24, 24))  # 1152 x 1152: the plane (5 MB) and previews (1.3 MB)
     job.set_preview_source(0, plane)

@@ -29,11 +29,11 @@ def tiny_config(steps: int = 6, **kw: Any) -> dict[str, Any]:
     return TrainConfig(**values).to_dict()
 
 
-def tiny_model_config(num_classes: int = 2) -> dict[str, Any]:
-    """A small network (depth 2, width 4)."""
+def tiny_model_config(num_classes: int = 2, **kw: Any) -> dict[str, Any]:
+    """A small network (depth 2, width 4; other ``ModelConfig`` fields in ``kw``)."""
     from napari_unet_studio.core.config import ModelConfig
 
-    return ModelConfig(depth=2, width=4, num_classes=num_classes).to_dict()
+    return ModelConfig(**{"depth": 2, "width": 4, "num_classes": num_classes, **kw}).to_dict()
 
 
 def wait(job: Any, timeout: float = 60.0, until: Any = None) -> list[tuple[str, Any]]:
