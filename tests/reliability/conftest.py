@@ -11,15 +11,22 @@ import pytest
 from rel_helpers import Evil, EvilSystem, tiny_trained_model, tiny_widget_settings
 from widget_support import Notes, docked_studio, record_notifications, shut_down
 
+# Workers started here skip the warm-up training (a default-size run of two steps, about
+# 5 s of CPU that a job waits for): no test here is about it (tests/worker/test_lifecycle
+# checks it, tests/gui/test_worker_gui trains on a warming worker).
+NO_WARM_UP = ("NAPARI_UNET_STUDIO_WORKER_WARMUP", "0")
+
 
 @pytest.fixture(autouse=True)
 def reliability_one_thread(monkeypatch):
     """One torch thread: on a busy 2-core machine spinning OpenMP threads make tiny
-    convolutions 20x slower (200 slices of 16x16: 18 s instead of 0.8 s). Restored after."""
+    convolutions 20x slower (200 slices of 16x16: 18 s instead of 0.8 s). Restored after.
+    Workers started by a test skip the warm-up (:data:`NO_WARM_UP`)."""
     import torch
 
     before = torch.get_num_threads()
     monkeypatch.setenv("NAPARI_UNET_STUDIO_THREADS", "1")
+    monkeypatch.setenv(*NO_WARM_UP)
     yield
     torch.set_num_threads(before)
 
@@ -152,6 +159,7 @@ def shared_studio(qapp):
     with pytest.MonkeyPatch.context() as mp:
         rec = record_notifications(mp)
         mp.setenv("NAPARI_UNET_STUDIO_THREADS", "1")  # read by the worker when it starts
+        mp.setenv(*NO_WARM_UP)
         viewer, widget = docked_studio(lambda: napari.Viewer(show=False), tiny_widget_settings)
         # napari runs gc.collect() on every layer removal; with torch loaded that is 0.5 s.
         # Freezing what exists now makes those collections scan only new objects.
