@@ -73,6 +73,9 @@ class TrainTask(SpecTask):
         self.labels: list[np.ndarray] = []
         self.trainer: Any = None
         self._lock = threading.Lock()
+        # orders the step events and the "paused" event (not self._lock: a failed send
+        # ends the process through stop(), which takes self._lock)
+        self._progress_lock = threading.Lock()
         self.stop_requested = False
         self.pause_requested = False
         self.dirty = False
@@ -118,9 +121,12 @@ class TrainTask(SpecTask):
         if op == "stop":
             self.stop()
         elif trainer is not None and op == "pause":
-            trainer.pause()
-            if self._last_progress is not None:
-                self.event(PROGRESS, {**self._last_progress, "paused": True})
+            # the GUI gets "paused" after the last step event sent and before the next
+            # one (which then says paused too), never the other way round
+            with self._progress_lock:
+                trainer.pause()
+                if self._last_progress is not None:
+                    self.event(PROGRESS, {**self._last_progress, "paused": True})
         elif trainer is not None and op == "resume":
             trainer.resume()
         elif trainer is not None and op == "labels":
@@ -177,10 +183,11 @@ class TrainTask(SpecTask):
                 if target != torch.get_num_threads():
                     torch.set_num_threads(target)
             progress = to_plain(dataclasses.asdict(p))
-            progress["paused"] = bool(trainer.paused)
             progress["threads"] = int(torch.get_num_threads())
-            self._last_progress = progress
-            self.event(PROGRESS, progress)
+            with self._progress_lock:  # in order with the "paused" event of control()
+                progress["paused"] = bool(trainer.paused)
+                self._last_progress = progress
+                self.event(PROGRESS, progress)
             if p.done:
                 continue
             if base_threads is None:
