@@ -12,7 +12,7 @@ from napari_unet_studio.core.uncertainty import entropy_map, margin_map
 
 
 @pytest.fixture(scope="module")
-def model_and_image():
+def model_and_image(one_torch_thread):
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:48, :48]
     disk = (yy - 24) ** 2 + (xx - 24) ** 2 < 144

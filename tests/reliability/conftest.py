@@ -21,12 +21,15 @@ NO_WARM_UP = ("NAPARI_UNET_STUDIO_WORKER_WARMUP", "0")
 def reliability_one_thread(monkeypatch):
     """One torch thread: on a busy 2-core machine spinning OpenMP threads make tiny
     convolutions 20x slower (200 slices of 16x16: 18 s instead of 0.8 s). Restored after.
-    Workers started by a test skip the warm-up (:data:`NO_WARM_UP`)."""
+    Workers started by a test skip the warm-up (:data:`NO_WARM_UP`). Set here too, not
+    only through the engine's variable: a Trainer fits the filter stem's per-pixel
+    branch when it is made, before ``run`` applies the thread count."""
     import torch
 
     before = torch.get_num_threads()
     monkeypatch.setenv("NAPARI_UNET_STUDIO_THREADS", "1")
     monkeypatch.setenv(*NO_WARM_UP)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 

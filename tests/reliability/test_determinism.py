@@ -78,6 +78,8 @@ def test_a_fresh_interpreter_gives_the_same_model(tmp_path):
     out = tmp_path / "sub.pt"
     code = textwrap.dedent(f"""
         import sys
+        import torch
+        torch.set_num_threads(1)  # as here (reliability_one_thread): the same thread count
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_determinism import _train
         model, _ = _train()
