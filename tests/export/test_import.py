@@ -16,8 +16,10 @@ from napari_unet_studio.export import ExportError, export_model
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A model trained for a few steps on painted pixels, saved, and its package."""
+def trained(tmp_path_factory, one_torch_thread):
+    """A model trained for a few steps on painted pixels, saved, and its package (one
+    torch thread already for the filter stem's per-pixel fit, which runs before
+    ``threads=1`` is applied)."""
     folder = tmp_path_factory.mktemp("trained")
     image = blob_image(64, seed=4)
     labels = np.zeros(image.shape, np.uint8)
