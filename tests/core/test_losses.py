@@ -1,11 +1,21 @@
-"""Losses ignore unpainted pixels, weight classes, and behave at the extremes."""
+"""Losses ignore unpainted pixels (but for the optional entropy term), weight classes, and
+behave at the extremes."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_unet_studio.core.losses import masked_cross_entropy, masked_loss, masked_soft_dice
+from napari_unet_studio.core.config import TrainConfig
+from napari_unet_studio.core.losses import (
+    masked_cross_entropy,
+    masked_loss,
+    masked_soft_dice,
+    unlabeled_entropy,
+)
 
 
 def _batch(seed: int = 0):
@@ -73,3 +83,44 @@ def test_rare_class_weight_increases_its_gradient():
     rare_px = labels[1] == 3
     assert logits.grad[1][:, rare_px].abs().sum() > 0
     assert logits.grad[1].abs().sum().item() != plain
+
+
+def test_unlabeled_entropy_matches_reference_and_ignores_painted_pixels():
+    logits, labels = _batch(3)
+    p = torch.softmax(logits.detach(), 1)
+    ent = -(p * p.log()).sum(1) / math.log(3)
+    expected = ent[labels == 0].mean()
+    got = unlabeled_entropy(logits, labels)
+    assert torch.allclose(got, expected, atol=1e-6)
+    got.backward()
+    grad = logits.grad.abs().sum(1)
+    assert torch.all(grad[labels > 0] == 0)  # painted pixels: the cross-entropy's job
+    assert torch.all(grad[labels == 0] > 0)
+
+
+def test_unlabeled_entropy_extremes():
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    assert torch.allclose(unlabeled_entropy(torch.zeros(1, 3, 4, 4), labels), torch.tensor(1.0))
+    sure = torch.zeros(1, 3, 4, 4)
+    sure[:, 1] = 50.0
+    assert float(unlabeled_entropy(sure, labels)) < 1e-6
+    everything = torch.ones(1, 4, 4, dtype=torch.long)  # all painted: nothing to regularise
+    x = torch.randn(1, 3, 4, 4, requires_grad=True)
+    zero = unlabeled_entropy(x, everything)
+    assert float(zero) == 0.0 and zero.requires_grad
+
+
+def test_entropy_weight_adds_the_term_and_a_step_makes_unpainted_pixels_surer():
+    logits, labels = _batch(4)
+    base = masked_loss(logits, labels)
+    with_ent = masked_loss(logits, labels, entropy_weight=0.7)
+    assert torch.allclose(with_ent, base + 0.7 * unlabeled_entropy(logits, labels))
+    x = logits.detach().clone().requires_grad_(True)
+    unlabeled_entropy(x, labels).backward()
+    stepped = x.detach() - 0.5 * x.grad
+    assert float(unlabeled_entropy(stepped, labels)) < float(unlabeled_entropy(x, labels))
+
+
+def test_train_config_rejects_a_negative_entropy_weight():
+    with pytest.raises(ValueError, match="entropy_weight"):
+        TrainConfig(entropy_weight=-0.1)

@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--cutmix", type=float, metavar="P",
                    help="chance that a training patch gets a square of another patch pasted "
                         "in, with its labels (default 0.5; 0 = off)")
+    t.add_argument("--entropy-weight", type=float, metavar="W",
+                   help="weight of the prediction entropy on unpainted pixels in the loss: "
+                        "boundaries settle where the image changes, in the gaps between "
+                        "strokes (default: TrainConfig's; 0 = off)")
     t.add_argument("--dims", type=int, choices=[2, 3],
                    help="2: a 2D model (stacks: slice by slice); 3: a 3D U-Net on volumes "
                         "(strokes on a few slices are enough). Default: 2 for 2D images; "
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         print(why, file=sys.stderr)
     settings = {name: getattr(args, name) for name in (
         "device", "steps", "time_limit", "seed", "start", "start_lr", "patch_size",
-        "batch_size", "lr", "cutmix")}
+        "batch_size", "lr", "cutmix", "entropy_weight")}
     if args.no_augment:
         settings["augment"] = False
     tc = _api.train_config_from(None, **settings)  # invalid values end here, before reading

@@ -138,6 +138,12 @@ class TrainConfig(_DictConfig):
         AdamW weight decay.
     dice_weight : float
         Weight of the soft Dice term added to the masked cross-entropy.
+    entropy_weight : float
+        Weight of the mean prediction entropy over the *unpainted* pixels of every
+        patch, added to the loss (entropy minimisation): the network is asked to be sure
+        everywhere, so the boundaries settle where the image changes, in the gaps the
+        strokes leave around every object, instead of wherever the strokes' shape puts
+        them (0 = off; measured in docs/benchmarks.md).
     seed : int
         Seed for patch sampling, augmentation and weight initialisation.
     device : str
@@ -192,6 +198,7 @@ class TrainConfig(_DictConfig):
     lr: float = 3e-3
     weight_decay: float = 1e-4
     dice_weight: float = 0.5
+    entropy_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -206,6 +213,8 @@ class TrainConfig(_DictConfig):
     def __post_init__(self) -> None:
         if int(self.pixel_fit) < 0 or not 0.0 <= float(self.holdout) < 1.0:
             raise ValueError("pixel_fit must be >= 0 and holdout in [0, 1)")
+        if not float(self.entropy_weight) >= 0.0:
+            raise ValueError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
         if not isinstance(self.start, str) or not self.start.strip():
             raise ValueError(
                 "start must be 'pretrained', 'scratch' or the path of a model file (.pt)")

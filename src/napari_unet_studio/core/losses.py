@@ -1,15 +1,19 @@
 """Losses over painted pixels only: weighted cross-entropy + soft Dice.
 
 Labels use 0 for "not painted" and 1..K for classes (class ``k`` is logit channel
-``k - 1``). Unpainted pixels contribute nothing to the loss or its gradient.
+``k - 1``). Unpainted pixels contribute nothing to the cross-entropy and Dice terms;
+the optional entropy term (:func:`unlabeled_entropy`, ``TrainConfig.entropy_weight``)
+asks only that the prediction be sure there, never for a class.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["masked_cross_entropy", "masked_soft_dice", "masked_loss"]
+__all__ = ["masked_cross_entropy", "masked_soft_dice", "unlabeled_entropy", "masked_loss"]
 
 
 def masked_cross_entropy(
@@ -63,14 +67,34 @@ def masked_soft_dice(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.
     return 1.0 - dice[present].mean()
 
 
+def unlabeled_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean prediction entropy (nats, divided by ``log K``) over the unpainted pixels.
+
+    Minimising it moves the decision boundaries away from dense regions of the image
+    into the gaps between strokes where the image itself changes (entropy minimisation,
+    a semi-supervised regulariser). 0 (attached to the graph) if every pixel is painted.
+    """
+    mask = labels == 0
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    logp = torch.log_softmax(logits.float(), dim=1)
+    ent = -(logp.exp() * logp).sum(1)[mask].mean()
+    k = int(logits.shape[1])
+    return ent / math.log(k) if k > 1 else ent
+
+
 def masked_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
     weight: torch.Tensor | None = None,
     dice_weight: float = 0.5,
+    entropy_weight: float = 0.0,
 ) -> torch.Tensor:
-    """``masked_cross_entropy + dice_weight * masked_soft_dice``."""
+    """``masked_cross_entropy + dice_weight * masked_soft_dice
+    + entropy_weight * unlabeled_entropy``."""
     loss = masked_cross_entropy(logits, labels, weight)
     if dice_weight:
         loss = loss + dice_weight * masked_soft_dice(logits, labels)
+    if entropy_weight:
+        loss = loss + float(entropy_weight) * unlabeled_entropy(logits, labels)
     return loss

@@ -267,7 +267,9 @@ class Trainer:
                else contextlib.nullcontext())
         with ctx:
             logits = self.model(xb)
-        loss = masked_loss(logits.float(), yb, self._weights, self.train_config.dice_weight)
+        tc = self.train_config
+        loss = masked_loss(logits.float(), yb, self._weights, tc.dice_weight,
+                           tc.entropy_weight)
         if not torch.isfinite(loss):
             opt.zero_grad(set_to_none=True)
             return math.nan

@@ -64,6 +64,8 @@ HINTS: dict[str, dict[str, Any]] = {
     "lr": {"label": "Learning rate", "min": 1e-5, "max": 1.0, "step": 1e-3, "decimals": 5},
     "weight_decay": {"min": 0.0, "max": 1.0, "step": 1e-4, "decimals": 5},
     "dice_weight": {"label": "Dice weight", "min": 0.0, "max": 10.0, "step": 0.1},
+    "entropy_weight": {"label": "Entropy weight (unpainted)", "min": 0.0, "max": 10.0,
+                       "step": 0.1},
     "seed": {"min": 0, "max": 2**31 - 1},
     "device": {"label": "Device", "widget_type": "ComboBox", "choices": [("auto", "auto")]},
     "amp": {"label": "Mixed precision (CUDA)"},
