@@ -15,6 +15,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -56,7 +57,9 @@ def forest_rows(path: Path = FOREST_FILE) -> dict[tuple[str, int], dict]:
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """A registered name, or ``name:arch.key=value,train.key=value`` (JSON values)."""
+    """A registered name, or ``name:arch.key=value,train.key=value,tile.key=value`` (JSON
+    values). ``tile.`` fields (e.g. ``tile.tta=8``) go to prediction; they travel in the
+    train dict under the key ``"tile"``."""
     if ":" not in spec:
         arch, train = VARIANTS[spec]
         return spec, dict(arch), dict(train)
@@ -70,7 +73,10 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
             val = json.loads(value)
         except ValueError:
             val = value
-        (arch if where == "arch" else train)[field] = val
+        if where in ("tile", "patch"):  # patch.<core module>.<NAME>: a module constant
+            train.setdefault(where, {})[field] = val
+        else:
+            (arch if where == "arch" else train)[field] = val
     return name, arch, train
 
 
@@ -78,17 +84,33 @@ def run_variant(name: str, arch: dict, train: dict, case: str, seed: int,
                 threads: int, steps: int) -> dict:
     """Train and score one variant on one case and seed."""
     import napari_unet_studio as nus
-    from napari_unet_studio.core.config import TrainConfig
+    from napari_unet_studio.core.config import TileConfig, TrainConfig
 
     c, data = rc.build(case, seed)
     images = [img for _, img, _ in data["eval"]]
+    train = dict(train)
+    tile_fields = train.pop("tile", {})
+    patches = train.pop("patch", {})
+    tile = TileConfig(**tile_fields)
     tc = TrainConfig(device="cpu", **train)
-    t0 = time.perf_counter()
-    model = nus.train(data["train"], train_config=tc, steps=steps, seed=seed,
-                      threads=threads, arch=arch or None)
-    t1 = time.perf_counter()
-    preds = [nus.predict(model, img, threads=threads, device="cpu") for img in images]
+    saved = []
+    for key, value in patches.items():  # e.g. "stem._HIDDEN": 64, restored below
+        mod_name, _, attr = key.rpartition(".")
+        mod = importlib.import_module(f"napari_unet_studio.core.{mod_name}")
+        saved.append((mod, attr, getattr(mod, attr)))
+        setattr(mod, attr, value)
+    try:
+        t0 = time.perf_counter()
+        model = nus.train(data["train"], train_config=tc, steps=steps, seed=seed,
+                          threads=threads, arch=arch or None)
+        t1 = time.perf_counter()
+        preds = [nus.predict(model, img, tile=tile, threads=threads, device="cpu")
+                 for img in images]
+    finally:
+        for mod, attr, value in saved:
+            setattr(mod, attr, value)
     row = {"case": case, "seed": seed, "variant": name, "arch": arch, "train": train,
+           "tile": tile_fields, "patch": patches,
            **rl.score(preds, data["eval"], c.foreground),
            "steps": model.record.get("steps"), "best_step": model.record.get("best_step"),
            "start_used": model.record.get("start"), "train_s": round(t1 - t0, 1),
@@ -96,11 +118,27 @@ def run_variant(name: str, arch: dict, train: dict, case: str, seed: int,
     return row
 
 
+def _meets_goals(case: str, row: dict, forest: dict | None) -> bool:
+    """The realistic suite's goals for one case and seed (docs/benchmarks.md)."""
+    if forest is None:
+        return False
+    ok = row["miou"] >= rl.GOAL_RATIO * forest["miou"]
+    return ok and (not (rc.CASES[case].gap and "fg" in row) or row["fg"] >= rl.GOAL_FG)
+
+
 def report(paths: list[Path]) -> str:
-    """Markdown: per case and seed, forest and every variant (ratio to the forest)."""
+    """Markdown: per case and seed, forest and every variant (ratio to the forest; "*"
+    where both goals are met), then the mean ratio and the goals met per variant.
+
+    A ``bench/realistic.py`` result file counts as one variant named after the file: its
+    default-start (``pretrained``) rows.
+    """
     rows: list[dict] = []
     for p in paths:
-        rows += json.loads(p.read_text())["rows"]
+        for r in json.loads(p.read_text())["rows"]:
+            if "variant" not in r and r.get("method") == "pretrained":
+                r = {**r, "variant": p.stem.removeprefix("realistic_")}
+            rows += [r] if "variant" in r else []
     forest = forest_rows()
     variants: list[str] = []
     for r in rows:
@@ -111,6 +149,7 @@ def report(paths: list[Path]) -> str:
     head = ["case", "seed", "forest"] + variants
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     sums: dict[str, list[float]] = {v: [] for v in variants}
+    met = dict.fromkeys(variants, 0)
     for (case, seed), by in sorted(groups.items()):
         f = forest.get((case, seed))
         fg = "fg" in (f or {})
@@ -125,12 +164,15 @@ def report(paths: list[Path]) -> str:
             if f is not None:
                 ratio = r["miou"] / f["miou"]
                 sums[v].append(ratio)
-                txt += f" ({ratio:.2f})"
+                met[v] += int(_meets_goals(case, r, f))
+                txt += f" ({ratio:.2f})" + ("*" if _meets_goals(case, r, f) else "")
             cells.append(txt)
         out.append("| " + " | ".join(cells) + " |")
     out.append("| mean ratio | | | " + " | ".join(
         f"{statistics.fmean(sums[v]):.3f} (n={len(sums[v])})" if sums[v] else "-"
         for v in variants) + " |")
+    out.append("| goals met (*) | | | " + " | ".join(
+        f"{met[v]} of {len(sums[v])}" for v in variants) + " |")
     return "\n".join(out)
 
 

@@ -97,10 +97,12 @@ def load_avg() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def run_unet(vol, strokes, truth, *, dims, decoder, seed, budget, threads, spacing, start):
+def run_unet(vol, strokes, truth, *, dims, decoder, seed, budget, threads, spacing, start,
+             train_fields=None):
     import napari_unet_studio as nus
 
-    kwargs: dict[str, Any] = {"seed": seed, "threads": threads, "decoder": decoder}
+    kwargs: dict[str, Any] = {"seed": seed, "threads": threads, "decoder": decoder,
+                              **(train_fields or {})}
     if budget["seconds"] is not None:
         kwargs["time_limit"] = budget["seconds"]
     else:
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aniso", action="store_true", help="3x coarser z (see the docstring)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: 2 with --seconds, 1 with --steps)")
+    ap.add_argument("--entropy-weight", type=float,
+                    help="TrainConfig.entropy_weight of the U-Nets (default: the engine's)")
     ap.add_argument("--tag", default="", help="suffix of the result file")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from realistic import matmul_peak
 
     budget = {"seconds": args.seconds, "steps": args.steps}
+    fields = ({} if args.entropy_weight is None else {"entropy_weight": args.entropy_weight})
     name = "volume3d_" + (f"wall{args.seconds:g}s" if args.seconds else f"steps{args.steps}")
     name += "_aniso" if args.aniso else ""
     name += f"_{args.tag}" if args.tag else ""
@@ -171,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     session = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                "machine": machine_description(), "threads": threads,
                "matmul_peak_gflops": {"1": matmul_peak(1), "2": matmul_peak(2)},
-               "load_before": load_avg(), "budget": budget, "spacing": spacing,
+               "load_before": load_avg(), "budget": budget, "train_fields": fields,
+               "spacing": spacing,
                "shape": list(vol.shape), "slices": list(slices)}
     print(json.dumps(session), flush=True)
     for seed in args.seeds:
@@ -189,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                     entry.update(run_unet(
                         vol, strokes, truth, dims=3 if method.startswith("3d") else 2,
                         decoder=decoder, seed=seed, budget=budget, threads=threads,
-                        spacing=spacing, start="scratch" if method.endswith("scratch") else None))
+                        spacing=spacing, start="scratch" if method.endswith("scratch") else None,
+                        train_fields=fields))
                 entry["load_after"] = load_avg()
                 small = {k: v for k, v in entry.items() if k != "per_slice_iou"}
                 print(json.dumps(small), flush=True)
