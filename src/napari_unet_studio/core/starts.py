@@ -138,7 +138,6 @@ def apply_start(
 
 
 ADOPTED_BODY_SCALE = 0.1  # body lr / start_lr when the pretrained head already fits
-STEM_LR_SCALE = 1.0  # the filter stem's branches: their lr / lr
 
 
 def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> list[dict]:
@@ -156,17 +155,15 @@ def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> 
         the fine-tune nudges a start that already segments instead of fitting the
         strokes' shape; docs/pretraining.md).
     """
-    named = list(model.named_parameters())
-    # the filter stem's branches start at zero in every start: they train at ``lr``
-    stem = [{"params": [p for n, p in named if n.startswith("stem.")],
-             "lr_scale": STEM_LR_SCALE}]
-    stem = stem if stem[0]["params"] else []
     if started_from == "none" or tc.start_lr is None:
-        return [{"params": [p for n, p in named if not n.startswith("stem.")],
-                 "lr_scale": 1.0}, *stem]
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
     scale = float(tc.start_lr) / float(tc.lr)
+    named = list(model.named_parameters())
     head = [p for n, p in named if n.startswith("head.")]
     body = [p for n, p in named if not n.startswith(("head.", "stem."))]
+    # the filter stem's branches start at zero in every start: they train at ``lr``
+    stem = [{"params": [p for n, p in named if n.startswith("stem.")], "lr_scale": 1.0}]
+    stem = stem if stem[0]["params"] else []
     if started_from == "all":
         return [{"params": body + head, "lr_scale": scale}, *stem]
     if started_from == "adopted":
