@@ -101,8 +101,12 @@ def test_short_3d_training_lowers_the_loss_and_segments(spacing):
     from napari_unet_studio.core.train import Trainer
 
     image, labels, ball = _ball_volume()
+    # the painted-voxel loss is under test (entropy_weight=0): on this toy the entropy term
+    # on unpainted voxels, measured to help on the real 3D benchmark (0.823 -> 0.865 nucleus
+    # IoU at 60 steps, docs/benchmarks.md), dilutes the loss ratio of a 4-channel net
     trainer = Trainer([(image, labels)], None,
-                      TrainConfig(steps=40, patch_size=24, batch_size=2, seed=0),
+                      TrainConfig(steps=40, patch_size=24, batch_size=2, seed=0,
+                                  entropy_weight=0.0),
                       arch={"dims": 3, "width": 4, "depth": 2, "spacing": spacing})
     losses = [p.loss for p in trainer.run() if not p.done]
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
