@@ -118,7 +118,7 @@ def test_entropy_weight_adds_the_term_and_a_step_makes_unpainted_pixels_surer():
     x = logits.detach().clone().requires_grad_(True)
     unlabeled_entropy(x, labels).backward()
     stepped = x.detach() - 0.5 * x.grad
-    assert float(unlabeled_entropy(stepped, labels)) < float(unlabeled_entropy(x, labels))
+    assert float(unlabeled_entropy(stepped, labels)) < float(unlabeled_entropy(x, labels).detach())
 
 
 def test_train_config_rejects_a_negative_entropy_weight():
