@@ -1,4 +1,4 @@
-"""Losses over painted pixels only: weighted cross-entropy + soft Dice.
+"""Losses: weighted cross-entropy + soft Dice over painted pixels, entropy over unpainted ones.
 
 Labels use 0 for "not painted" and 1..K for classes (class ``k`` is logit channel
 ``k - 1``). Unpainted pixels contribute nothing to the cross-entropy and Dice terms;
