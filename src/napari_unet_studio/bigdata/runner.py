@@ -112,7 +112,7 @@ def image_statistics(work: Any, normalization: dict, channels: int) -> tuple[np.
     The same numbers as the in-memory prediction (``core.data.plane_stats`` on each
     slice); the subsamples of all slices are read in one pass over the chunks.
     """
-    from ..core.data import _STATS_PIXELS, plane_stats
+    from ..core.normalize import _STATS_PIXELS, plane_stats
 
     s, ny, nx = (int(v) for v in work.shape[:3])
     step = max(1, math.ceil(math.sqrt(ny * nx / _STATS_PIXELS)))

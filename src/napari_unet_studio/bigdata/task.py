@@ -204,8 +204,8 @@ def _expand(arr: np.ndarray, store, channels: bool = False) -> np.ndarray:
 
 def run_block(job: BlockJob, b: Block) -> dict:
     """Predict (and label objects in) one block; returns counts, faces and object sums."""
-    from ..core.data import apply_stats
     from ..core.infer import iter_predict_module
+    from ..core.normalize import apply_stats
     from ..core.progress import run_to_end
     from ..objects.instances import ObjectSettings, find_instances, partial_measurements
 

@@ -21,9 +21,10 @@ import torch
 
 from .checkpoint import TrainedModel
 from .config import ModelConfig, TileConfig
-from .data import MAX_CHANNELS, apply_stats, plane_stats
+from .data import MAX_CHANNELS
 from .device import amp_dtype, prepare_runtime, resolve_device
 from .errors import DataError
+from .normalize import apply_stats, plane_stats
 from .progress import run_to_end
 
 __all__ = [

@@ -193,7 +193,7 @@ def test_array(model: TrainedModel, image: Any) -> np.ndarray:
 
 
 def _stats(model: TrainedModel, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from ..core.data import apply_stats, plane_stats
+    from ..core.normalize import apply_stats, plane_stats
     from ..core.volume import normalize_block, volume_stats
 
     channels = int(model.config.in_channels)
