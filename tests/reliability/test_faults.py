@@ -30,7 +30,7 @@ from rel_helpers import (
     wait_idle,
 )
 
-from napari_unet_studio.core import train as core_train
+from napari_unet_studio.core import step as core_step
 from napari_unet_studio.core.config import TileConfig
 from napari_unet_studio.core.errors import DeviceError
 from napari_unet_studio.core.infer import iter_predict
@@ -120,14 +120,14 @@ def test_other_errors_in_a_step_are_not_mistaken_for_out_of_memory(monkeypatch):
 
 
 def test_nan_loss_skips_the_step_and_keeps_training(monkeypatch):
-    real, calls = core_train.masked_loss, []
+    real, calls = core_step.masked_loss, []  # the loss of one optimiser step
 
     def nan_once(*args, **kwargs):
         calls.append(1)
         loss = real(*args, **kwargs)
         return loss * float("nan") if len(calls) == 1 else loss
 
-    monkeypatch.setattr(core_train, "masked_loss", nan_once)
+    monkeypatch.setattr(core_step, "masked_loss", nan_once)
     trainer = _trainer(steps=3)
     reports = list(trainer.run())
     assert "loss was not a number" in reports[0].message

@@ -7,7 +7,6 @@ worker thread and calls :meth:`Trainer.stop`, :meth:`Trainer.pause`,
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import threading
@@ -24,7 +23,6 @@ from .data import TrainingData, class_weights
 from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
 from .errors import DataError, DeviceError
 from .holdout import held_out, holdout_split
-from .losses import masked_loss
 from .model import freeze_batch_norm, has_batch_norm, recalibrate_batch_norm
 from .pretrained import SEMANTIC_THRESHOLD
 from .progress import TrainProgress, one_cycle_lr, run_to_end, versions
@@ -37,6 +35,7 @@ from .starts import (
     start_kind,
 )
 from .stem import fit_pixel_branch, fit_steps, track_best_from
+from .step import optimiser_step
 from .volume import make_data, make_sampler, volume_setup
 
 __all__ = ["TrainProgress", "Trainer", "iter_train", "one_cycle_lr"]
@@ -257,33 +256,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _train_step(self, opt, scaler, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        for group in opt.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
-        xb = torch.from_numpy(x).to(self.device)
-        yb = torch.from_numpy(y).to(self.device)
-        opt.zero_grad(set_to_none=True)
-        dtype = amp_dtype(self.device, self.train_config.amp)
-        ctx = (torch.autocast(device_type=self.device.type, dtype=dtype) if dtype is not None
-               else contextlib.nullcontext())
-        with ctx:
-            logits = self.model(xb)
-        tc = self.train_config
-        loss = masked_loss(logits.float(), yb, self._weights, tc.dice_weight,
-                           tc.entropy_weight)
-        if not torch.isfinite(loss):
-            opt.zero_grad(set_to_none=True)
-            return math.nan
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-            opt.step()
-        return float(loss.detach())
+        """One step (:func:`~.step.optimiser_step`); the fault tests replace this method."""
+        return optimiser_step(self.model, opt, scaler, x, y, lr=lr, class_weights=self._weights,
+                              train_config=self.train_config, device=self.device)
 
     def run(self) -> Generator[TrainProgress, None, TrainedModel]:
         """Train; yield a :class:`TrainProgress` after every step and a final one.
