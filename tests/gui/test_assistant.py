@@ -99,3 +99,19 @@ def test_next_without_a_map_says_so(studio, notes):
     _, widget = studio
     widget.assistant_panel.next_button.click()
     assert any("No uncertainty map yet" in m for m in notes.infos)
+
+
+def test_compare_table_shows_the_cross_entropy(qtbot):
+    from napari_unet_studio.gui.assistant import COLUMNS, AssistantPanel
+
+    panel = AssistantPanel()
+    qtbot.addWidget(panel)
+    base = {"heldout": 1.0, "boundary": None, "step_seconds": 0.5, "parameters": 1234}
+    panel.add_row({**base, "decoder": "nearest", "heldout_nll": 0.21})
+    panel.add_row({**base, "decoder": "bilinear", "heldout_nll": 0.0456})
+    panel.add_row({**base, "decoder": "unpool"})  # a row without the score
+    col = COLUMNS.index("cross-entropy")
+    assert [panel.table.item(r, col).text() for r in range(3)] == ["0.210", "0.046", "-"]
+    assert panel.table.item(0, COLUMNS.index("held-out")).text() == "100.0 %"
+    assert panel.mark_best("bilinear") == 1
+    assert panel.table.item(1, 0).text() == "\u2605 bilinear"

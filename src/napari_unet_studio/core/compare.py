@@ -3,9 +3,14 @@
 For one decoder, :func:`evaluate_decoder` trains with the same short budget once per
 fold of a stroke-wise split (:func:`~napari_unet_studio.core.folds.stroke_folds`) and
 scores each fold's model on the strokes that fold held out, then trains once more on
-all strokes (the model the user can keep). Training is :class:`~.train.Trainer` (the
-one training loop); prediction is :func:`~.infer.predict_image`. Used by the worker's
-``compare`` job and ``bench/assistant.py``.
+all strokes (the model the user can keep). Two scores of the held-out pixels: the share
+predicted as painted (a count: it saturates at 100 % when every decoder gets the easy
+pixels away from boundaries right) and the mean cross-entropy of the painted class
+(:func:`nll_table`, continuous: how sure each model is of the right class, and a
+confidently wrong pixel costs most); :func:`pick_best` ranks by the cross-entropy.
+Training is :class:`~.train.Trainer` (the one training loop); prediction is
+:func:`~.infer.predict_image`. Used by the worker's ``compare`` job and
+``bench/assistant.py``.
 """
 
 from __future__ import annotations
@@ -21,13 +26,64 @@ from .config import ModelConfig, TileConfig, TrainConfig
 from .errors import DataError
 from .folds import StrokeSplit, boundary_mask, stroke_folds
 
-__all__ = ["split_pairs", "evaluate_decoder", "pick_best", "decoder_entry"]
+__all__ = ["split_pairs", "evaluate_decoder", "pick_best", "decoder_entry", "nll_table",
+           "balanced_mean"]
+
+EPS = 1e-6  # probabilities are clipped here: one pixel costs at most -log(EPS) = 13.8
 
 
 def decoder_entry(entry: str) -> tuple[str, bool]:
     """``"bilinear"`` -> ``("bilinear", True)``; ``"bilinear/one-shot"`` -> progressive False."""
     name, _, kind = str(entry).partition("/")
     return name, kind != "one-shot"
+
+
+def nll_table(probabilities: np.ndarray, heldout: np.ndarray,
+              mask: np.ndarray | None = None,
+              table: dict[int, list[float]] | None = None) -> dict[int, list[float]]:
+    """Add each held-out class's cross-entropy to ``table``: ``{class: [sum, pixels]}``.
+
+    Parameters
+    ----------
+    probabilities : numpy.ndarray
+        ``(K, *spatial)`` class probabilities; label ``k`` (1..K) is channel ``k - 1``.
+    heldout : numpy.ndarray
+        Held-out labels of the same spatial shape (0 = not held out).
+    mask : numpy.ndarray of bool, optional
+        Only these pixels (e.g. the boundary pixels).
+    table : dict, optional
+        Sums to add to (several folds); a new one if ``None``.
+
+    Returns
+    -------
+    dict
+        ``{class: [sum of -log p(class), pixels]}`` with ``p`` clipped to ``[EPS, 1]``.
+    """
+    table = {} if table is None else table
+    probs = np.asarray(probabilities)
+    held = np.asarray(heldout)
+    if probs.shape[1:] != held.shape:
+        raise ValueError(f"probabilities {probs.shape} do not match labels {held.shape}")
+    sel = held > 0 if mask is None else (held > 0) & np.asarray(mask, bool)
+    truth = held[sel].astype(np.int64)
+    if truth.size == 0:
+        return table
+    if truth.max() > probs.shape[0]:
+        raise ValueError(f"label {int(truth.max())} has no probability channel")
+    p = probs[:, sel][truth - 1, np.arange(truth.size)].astype(np.float64)
+    nll = -np.log(np.clip(p, EPS, 1.0))
+    for c in np.unique(truth):
+        m = truth == c
+        cell = table.setdefault(int(c), [0.0, 0])
+        cell[0] += float(nll[m].sum())
+        cell[1] += int(m.sum())
+    return table
+
+
+def balanced_mean(table: dict[int, list[float]]) -> float | None:
+    """Mean over classes of each class's mean (``None`` for an empty table)."""
+    means = [float(s) / n for s, n in table.values() if n]
+    return float(np.mean(means)) if means else None
 
 
 def split_pairs(pairs: Sequence[tuple[Any, np.ndarray]], n_folds: int,
@@ -67,13 +123,16 @@ def _held_planes(held: np.ndarray) -> list[int] | None:
 
 
 def _predict(model: Any, image: Any, planes: list[int] | None, threads: int | None,
-             stop: threading.Event | None) -> np.ndarray | None:
+             stop: threading.Event | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(labels, probabilities)`` of the image (or the listed slices)."""
     from .infer import predict_image
 
     tile = _tile(tuple(np.shape(image)), int(model.config.in_channels))
     res = predict_image(model, image, tile=tile, device=str(model.record.get("device", "cpu")),
-                        slices=planes, threads=threads, stop=stop)
-    return None if res.cancelled else np.asarray(res.labels)
+                        slices=planes, threads=threads, stop=stop, probabilities=True)
+    if res.cancelled:
+        return None
+    return np.asarray(res.labels), np.asarray(res.probabilities)
 
 
 def _train(pairs: list, mc: ModelConfig | None, tc: TrainConfig, decoder: str,
@@ -143,8 +202,10 @@ def evaluate_decoder(
         ``decoder``, ``heldout`` (balanced agreement: mean over classes of the share of
         held-out pixels predicted as painted), ``heldout_accuracy``, ``boundary`` (the
         same on boundary pixels, ``None`` where the user never painted both sides),
-        ``heldout_pixels``, ``boundary_pixels``, ``step_seconds``, ``parameters``,
-        ``steps``, ``cancelled``.
+        ``heldout_nll`` and ``boundary_nll`` (balanced cross-entropy, nats: mean over
+        classes of the mean ``-log p(painted class)`` of those pixels, lower is better;
+        ``None`` without pixels), ``heldout_pixels``, ``boundary_pixels``,
+        ``step_seconds``, ``parameters``, ``steps``, ``cancelled``.
     model : TrainedModel or None
         Trained on all strokes (``None`` if ``final`` is False or it was cancelled).
     """
@@ -154,6 +215,8 @@ def evaluate_decoder(
     n_folds = len(splits[0])
     hits: dict[int, list[int]] = {}   # class -> [correct, total] over all folds
     bhits: dict[int, list[int]] = {}
+    nll: dict[int, list[float]] = {}  # class -> [sum of -log p, pixels] over all folds
+    bnll: dict[int, list[float]] = {}
     step_times: list[float] = []
     cancelled = False
 
@@ -179,13 +242,16 @@ def evaluate_decoder(
             if split is None or not split.heldout.any():
                 continue
             planes = _held_planes(split.heldout)
-            pred = _predict(model, img, planes, threads, stop)
-            if pred is None:
+            got = _predict(model, img, planes, threads, stop)
+            if got is None:
                 cancelled = True
                 break
+            pred, probs = got
             held = split.heldout if planes is None else split.heldout[planes]
             ctx = np.asarray(labels) if planes is None else np.asarray(labels)[planes]
             border = boundary_mask(held, ctx, radius)
+            nll_table(probs, held, None, nll)
+            nll_table(probs, held, border, bnll)
             for table, sel in ((hits, held > 0), (bhits, border & (held > 0))):
                 truth, got = held[sel], pred[sel]
                 for c in np.unique(truth):
@@ -224,6 +290,8 @@ def evaluate_decoder(
         "heldout_pixels": int(n_held),
         "boundary": bnd_bal,
         "boundary_pixels": int(n_bnd),
+        "heldout_nll": balanced_mean(nll),
+        "boundary_nll": balanced_mean(bnll),
         "step_seconds": float(np.median(step_times)) if step_times else None,
         "parameters": params,
         "steps": int(tc.steps or 0),
@@ -234,15 +302,25 @@ def evaluate_decoder(
 
 
 def pick_best(rows: Sequence[dict[str, Any]]) -> str | None:
-    """The decoder with the highest held-out agreement (ties: boundary agreement, then
-    fewer parameters); rows that were cancelled or have no score are skipped."""
+    """The decoder with the lowest held-out cross-entropy (``heldout_nll``; ties, or rows
+    without it: the highest held-out agreement, then boundary agreement, then fewer
+    parameters); rows that were cancelled or have no score are skipped.
+
+    Cross-entropy first because it is continuous and a proper score: agreement counts
+    pixels on the right side of 0.5 and saturates at 100 % when the held-out strokes
+    lie away from boundaries, as careful strokes do, leaving the choice to noise and the
+    tie-break; the cross-entropy still tells a model that is barely right from one that
+    is sure, and punishes confidently wrong pixels most (docs/benchmarks.md).
+    """
     scored = [r for r in rows if not r.get("cancelled") and r.get("heldout") is not None]
     if not scored:
         return None
 
     def key(r: dict[str, Any]) -> tuple:
+        n = r.get("heldout_nll")
         b = r.get("boundary")
-        return (round(float(r["heldout"]), 4), -1.0 if b is None else round(float(b), 4),
+        return (-float("inf") if n is None else -round(float(n), 4),
+                round(float(r["heldout"]), 4), -1.0 if b is None else round(float(b), 4),
                 -(r.get("parameters") or 0))
 
     return str(max(scored, key=key)["decoder"])

@@ -32,7 +32,7 @@ __all__ = ["AssistantPanel", "DOCS_URL", "COLUMNS"]
 DOCS_URL = ("https://github.com/napari-unet-studio/napari-unet-studio/blob/main/docs/"
             "decoders.md")
 DEFAULT_DECODERS = ("nearest", "bilinear", "unpool", "transposed", "pixelshuffle")
-COLUMNS = ("decoder", "held-out", "boundary", "s/step", "parameters")
+COLUMNS = ("decoder", "held-out", "cross-entropy", "boundary", "s/step", "parameters")
 
 
 def _fmt(value: Any, pct: bool = False) -> str:
@@ -115,8 +115,10 @@ class AssistantPanel(QWidget):
         self.table.setMinimumHeight(150)
         self.table.setToolTip(
             "held-out: share of the held-out stroke pixels predicted as painted (mean over "
-            "classes); boundary: the same near a stroke of another class; s/step: training "
-            "step time; parameters: weights of the network.")
+            "classes); cross-entropy: mean -log probability of the painted class on those "
+            "pixels (lower is better; it still ranks decoders that all get 100 %, and the "
+            "best is picked by it); boundary: the share right near a stroke of another "
+            "class; s/step: training step time; parameters: weights of the network.")
         layout.addWidget(self.table)
         self.keep_button = QPushButton("Keep selected as current model")
         self.keep_button.setEnabled(False)
@@ -182,7 +184,9 @@ class AssistantPanel(QWidget):
         """Append one result row of the comparison."""
         r = self.table.rowCount()
         self.table.insertRow(r)
-        cells = (row["decoder"], _fmt(row.get("heldout"), True), _fmt(row.get("boundary"), True),
+        nll = row.get("heldout_nll")
+        cells = (row["decoder"], _fmt(row.get("heldout"), True),
+                 "-" if nll is None else f"{float(nll):.3f}", _fmt(row.get("boundary"), True),
                  "-" if row.get("step_seconds") is None else f"{row['step_seconds']:.3f}",
                  "-" if row.get("parameters") is None else f"{int(row['parameters']):,}")
         for c, text in enumerate(cells):

@@ -331,7 +331,8 @@ class AssistantController(JobController):
         else:
             text = f"Compared {n} decoders."
         if self.best is not None:
-            text += f" Best on your held-out strokes: {self.best}."
+            text += (f" Best on your held-out strokes (lowest cross-entropy): "
+                     f"{self.best}.")
         self.panel.compare_status.setText(text)
         self.panel.keep_button.setEnabled(shown is not None or bool(self.rows))
 
