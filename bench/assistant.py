@@ -12,10 +12,12 @@ paints ``--boxes`` square regions of ``--box`` px; a region is chosen
 
 Painting a region = the skeleton and the long-axis line of every class present in it,
 kept 2 px inside the class and brushed 3 px wide (what a user paints after looking at
-the box). After each round the model continues from the previous round's model for
-``--round-steps`` steps (one torch thread: the result does not depend on the load).
-All strategies share the round-0 model. Scored against the full truth (mean IoU;
-nucleus IoU on nuclei).
+the box). Every round **retrains from the same fixed start** (the engine's default start,
+the same seed) for the same ``--steps`` on all the strokes painted so far: the model of
+round ``r`` depends only on the strokes, not on the rounds before it (continuing from the
+previous round's model with a restarted schedule made +-0.1 of noise per round). All
+strategies share the round-0 model. One torch thread: the result does not depend on the
+load. Scored against the full truth (mean IoU; nucleus IoU on nuclei).
 
 ``compare``: the decoder comparison on 5 development images: every decoder trained on
 the case's strokes with the same budget (``core/compare.py``: stroke-wise 2 folds held
@@ -24,11 +26,12 @@ truth.
 
 Run (fixed steps, no lock needed)::
 
-    nice -n 19 .venv/bin/python bench/assistant.py annotate --cases voc --seeds 0 1
+    nice -n 19 .venv/bin/python bench/assistant.py annotate --cases bbbc-gap-A9_p10d --steps 50
     nice -n 19 .venv/bin/python bench/assistant.py compare
     .venv/bin/python bench/assistant.py report        # tables + docs/images figure
 
-Writes ``bench/results/assistant_annotate_<case>_s<seed>_<strategies>.json`` and
+Writes ``bench/results/assistant_annotate_<case>_s<seed>.json`` (after every round, so
+an interrupted run keeps its rounds) and
 ``bench/results/assistant_compare_<case>.json``.
 """
 
@@ -37,9 +40,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +157,9 @@ def pick_regions(strategy: str, painted: np.ndarray, probs: np.ndarray, pred: np
     return out
 
 
-def annotate(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Every strategy on one image and seed."""
+def annotate(name: str, seed: int, args: argparse.Namespace,
+             save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every strategy on one image and seed; ``save(run)`` after every round."""
     import strokes as st
 
     from napari_unet_studio.core.config import TrainConfig
@@ -165,42 +169,51 @@ def annotate(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
     image, strokes, truth, fg = case_data(name, seed)
     painted0 = st.thin_out(strokes, args.start_share, seed=seed)
-    tc0 = TrainConfig(steps=args.start_steps, device="cpu", seed=seed)
-    tc = TrainConfig(steps=args.round_steps, device="cpu", seed=seed)
+    tc = TrainConfig(steps=args.steps, device="cpu", seed=seed)  # the same for every round
     annotator = Annotator(truth)
+    cost: list[dict[str, float]] = []
 
-    def fit(labels: np.ndarray, init: Any, config: TrainConfig) -> Any:
-        return run_to_end(Trainer([(image, labels)], None, config, init=init, threads=1).run())
+    def fit(labels: np.ndarray) -> Any:  # always from the default start: init=None
+        c0 = time.process_time()
+        model = run_to_end(Trainer([(image, labels)], None, tc, threads=1).run())
+        rec = model.record
+        cost.append({"train_cpu_s": round(time.process_time() - c0, 2),
+                     "step_s": round(float(rec["seconds"]) / max(1, int(rec["steps"])), 4)})
+        return model
 
     def look(model: Any) -> tuple[np.ndarray, np.ndarray]:
         res = predict_image(model, image, probabilities=True, device="cpu", threads=1)
         return np.asarray(res.labels), np.asarray(res.probabilities)
 
-    t0 = time.perf_counter()
-    model0 = fit(painted0, None, tc0)
+    model0 = fit(painted0)
     pred0, probs0 = look(model0)
     first = {"round": 0, "painted": int(np.count_nonzero(painted0)), "added": 0,
-             **score(pred0, truth, fg)}
-    out: dict[str, Any] = {"case": name, "seed": seed, "foreground": fg,
+             **score(pred0, truth, fg), **cost[-1]}
+    out: dict[str, Any] = {"case": name, "seed": seed, "foreground": fg, "steps": args.steps,
                            "start": model0.record.get("start"), "curves": {}}
-    print(f"{name} seed {seed}: round 0 {metric(first):.3f} "
-          f"({first['painted']} px painted, {time.perf_counter() - t0:.0f} s)", flush=True)
+    print(f"{name} seed {seed}: round 0 {metric(first):.3f} ({first['painted']} px painted, "
+          f"{first['step_s']} s/step)", flush=True)
     for strategy in args.strategies:
+        rounds = args.oracle_rounds if strategy == "oracle" and args.oracle_rounds else \
+            args.rounds
         rng = np.random.default_rng([seed, 7])
-        painted, model, pred, probs = painted0.copy(), model0, pred0, probs0
-        rows = [first]
-        for r in range(1, args.rounds + 1):
+        painted, pred, probs = painted0.copy(), pred0, probs0
+        rows = out["curves"][strategy] = [first]
+        for r in range(1, rounds + 1):
             centers = pick_regions(strategy, painted, probs, pred, truth, args.box, args.boxes,
                                    rng)
             added = sum(annotator.paint(painted, c, args.box) for c in centers)
-            model = fit(painted, model, tc)
-            pred, probs = look(model)
+            pred, probs = look(fit(painted))
             row = {"round": r, "painted": int(np.count_nonzero(painted)), "added": added,
-                   "centers": [list(c) for c in centers], **score(pred, truth, fg)}
+                   "centers": [list(c) for c in centers], **score(pred, truth, fg), **cost[-1]}
             rows.append(row)
-            print(f"  {strategy:11s} round {r:2d}: {metric(row):.3f} (+{added} px)", flush=True)
-        out["curves"][strategy] = rows
-    out["seconds"] = round(time.perf_counter() - t0, 1)
+            print(f"  {strategy:11s} round {r:2d}: {metric(row):.3f} (+{added} px, "
+                  f"{row['step_s']} s/step)", flush=True)
+            if save is not None:
+                save(out)
+    steps = [c["step_s"] for c in cost]
+    out["step_s_median"] = float(np.median(steps))
+    out["train_cpu_s_total"] = round(sum(c["train_cpu_s"] for c in cost), 1)
     return out
 
 
@@ -217,19 +230,39 @@ def compare(name: str, args: argparse.Namespace) -> dict[str, Any]:
     splits = split_pairs(pairs, args.folds, seed=0)
     rows = []
     for decoder in DECODERS:
-        t0 = time.perf_counter()
+        c0 = time.process_time()
         row, model = evaluate_decoder(pairs, decoder, train_config=tc, splits=splits, threads=1)
         pred = predict_image(model, image, device="cpu", threads=1).labels
         row["truth"] = score(pred, truth, fg)
         row["start"] = model.record.get("start")
-        row["seconds"] = round(time.perf_counter() - t0, 1)
+        row["cpu_seconds"] = round(time.process_time() - c0, 1)
         rows.append(row)
-        print(f"  {name:24s} {decoder:12s} held-out {row['heldout']:.3f} boundary "
-              f"{row['boundary'] if row['boundary'] is None else round(row['boundary'], 3)} "
-              f"truth {metric(row['truth']):.3f} ({row['seconds']} s)", flush=True)
-    by_truth = max(rows, key=lambda r: metric(r["truth"]))["decoder"]
-    return {"case": name, "foreground": fg, "rows": rows, "best_heldout": pick_best(rows),
-            "best_truth": by_truth}
+        print(f"  {name:24s} {decoder:12s} held-out {row['heldout']:.3f} "
+              f"nll {_f(row['heldout_nll'])} boundary {_f(row['boundary'])} "
+              f"boundary-nll {_f(row['boundary_nll'])} truth {metric(row['truth']):.3f} "
+              f"({row['step_seconds']:.3f} s/step)", flush=True)
+    return {"case": name, "foreground": fg, "rows": rows, "steps": args.steps,
+            "best": {"agreement": best_by_agreement(rows), "nll": pick_best(rows),
+                     "boundary_nll": best_by_boundary_nll(rows),
+                     "truth": max(rows, key=lambda r: metric(r["truth"]))["decoder"]}}
+
+
+def best_by_agreement(rows: list[dict]) -> str:
+    """The winner before the cross-entropy: agreement, boundary agreement, fewer weights."""
+    def key(r: dict) -> tuple:
+        b = r.get("boundary")
+        return (round(float(r["heldout"]), 4), -1.0 if b is None else round(float(b), 4),
+                -(r.get("parameters") or 0))
+    return str(max(rows, key=key)["decoder"])
+
+
+def best_by_boundary_nll(rows: list[dict]) -> str | None:
+    scored = [r for r in rows if r.get("boundary_nll") is not None]
+    return str(min(scored, key=lambda r: r["boundary_nll"])["decoder"]) if scored else None
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 # ------------------------------------------------------------------------- report
@@ -242,125 +275,62 @@ def rounds_to_reach(curve: list[dict], target: float) -> int | None:
 
 def report(args: argparse.Namespace) -> int:
     files = sorted(RESULTS.glob("assistant_annotate_*.json"))
-    merged: dict[tuple[str, int], dict] = {}  # one run per image and seed, all strategies
+    runs = [r for f in files for r in json.loads(f.read_text())["runs"]]
     for f in files:
-        for r in json.loads(f.read_text())["runs"]:
-            key = (r["case"], r["seed"])
-            if key in merged:
-                merged[key]["curves"].update(r["curves"])
-            else:
-                merged[key] = r
-    for log in args.logs:  # curves printed by a run (same numbers as its JSON would hold)
-        for key, strategy, rows in _parse_log(Path(log)):
-            run = merged.setdefault(key, {"case": key[0], "seed": key[1], "start": "?",
-                                          "curves": {}})
-            if len(rows) >= 11:  # complete runs only (10 rounds)
-                run["curves"].setdefault(strategy, rows)
-    runs = [merged[k] for k in sorted(merged) if set(merged[k]["curves"]) >= set(STRATEGIES)]
-    partial = sorted(k for k in merged if k not in {(r["case"], r["seed"]) for r in runs})
-    if partial:
-        print("incomplete (not all strategies):",
-              {f"{k[0]} s{k[1]}": sorted(merged[k]["curves"]) for k in partial})
-    meta = [json.loads(f.read_text())["machine"] for f in files]
-    if meta:
-        print("machine:", json.dumps(meta[0]))
+        d = json.loads(f.read_text())
+        m, r = d["machine"], d["runs"][0]
+        print(f"{f.name}: steps {r['steps']}, matmul peak {m['matmul_peak_1thread_gflops']} "
+              f"GFLOP/s, load {m['loadavg'][0]:.1f}-{m.get('loadavg_after', [0])[0]:.1f}, "
+              f"median s/step {r.get('step_s_median', '(unfinished)')}")
     if runs:
-        print("\n| image | seed | start | round 0 | uncertainty r6 | uncertainty r10 | random r10 |"
-              " oracle r10 | uncertainty rounds to random r10 | met |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-    cases = sorted({r["case"] for r in runs})
+        print("\n| image | seed | strategy | IoU after rounds 0.. | painted px (last) |")
+        print("|---|---|---|---|---|")
+    for r in runs:
+        for s, curve in r["curves"].items():
+            print(f"| {r['case']} | {r['seed']} | {s} | "
+                  f"{' '.join(f'{metric(row):.3f}' for row in curve)} | {curve[-1]['painted']} |")
+    if runs:
+        print("\n| image | seed | round 0 | uncertainty r6 | random r10 | oracle (last) | "
+              "uncertainty rounds to random r10 | met |")
+        print("|---|---|---|---|---|---|---|---|")
     for r in runs:
         c = r["curves"]
-        target = metric(c["random"][-1])
+        if len(c.get("random", [])) < 11 or "uncertainty" not in c:
+            print(f"| {r['case']} | {r['seed']} | incomplete | | | | | |")
+            continue
+        target = metric(c["random"][10])
         n = rounds_to_reach(c["uncertainty"], target)
-        print(f"| {r['case']} | {r['seed']} | {r['start']} | {metric(c['random'][0]):.3f} | "
-              f"{metric(c['uncertainty'][min(6, len(c['uncertainty']) - 1)]):.3f} | "
-              f"{metric(c['uncertainty'][-1]):.3f} | {target:.3f} | {metric(c['oracle'][-1]):.3f}"
-              f" | {n if n is not None else '> ' + str(len(c['random']) - 1)} | "
-              f"{'yes' if n is not None and n <= 6 else 'no'} |")
-    if runs:
-        print("\nMean over seeds:\n\n| image | uncertainty rounds to random r10 | met |")
-        print("|---|---|---|")
-    for case in cases:
-        rs = [r for r in runs if r["case"] == case]
-        mean = {s: [statistics.fmean(metric(r["curves"][s][i]) for r in rs)
-                    for i in range(len(rs[0]["curves"][s]))] for s in STRATEGIES}
-        n = next((i for i, v in enumerate(mean["uncertainty"]) if v >= mean["random"][-1] - 1e-9),
-                 None)
-        print(f"| {case} | {n if n is not None else '>10'} | "
+        u6 = c["uncertainty"][min(6, len(c["uncertainty"]) - 1)]
+        o = c.get("oracle", [{}])[-1]
+        print(f"| {r['case']} | {r['seed']} | {metric(c['random'][0]):.3f} | {metric(u6):.3f} | "
+              f"{target:.3f} | {_f(metric(o) if o else None)} (r{o.get('round', '-')}) | "
+              f"{n if n is not None else '> ' + str(len(c['uncertainty']) - 1)} | "
               f"{'yes' if n is not None and n <= 6 else 'no'} |")
     if runs and not args.no_figure:
-        figure(runs, cases)
-    cfiles = sorted(RESULTS.glob("assistant_compare_*.json"))
-    datas = [json.loads(f.read_text()) for f in cfiles]
-    for d in datas:
-        print("\nmachine:", json.dumps(d["machine"]), "settings:", json.dumps(d["settings"]))
-    done = {c["case"] for d in datas for c in d["cases"]}
-    for log in args.compare_logs:  # images whose run had not finished: the decoders so far
-        for res in _parse_compare_log(Path(log)):
-            if res["case"] not in done:
-                print(f"\n{res['case']}: UNFINISHED, {len(res['rows'])} of {len(DECODERS)} "
-                      "decoders (from the printed output):")
-                for row in res["rows"]:
-                    print(f"  {row['decoder']}: held-out {row['heldout']:.3f} boundary "
-                          f"{row['boundary']} truth {row['truth']:.3f}")
-    if cfiles:
-        data = {"cases": [c for d in datas for c in d["cases"]]}
-        agree = 0
-        for res in data["cases"]:
-            print(f"\n{res['case']}: best on held-out strokes {res['best_heldout']}, best on "
-                  f"the full truth {res['best_truth']}")
-            print("\n| decoder | held-out | boundary (px) | truth IoU | s/step | parameters |")
-            print("|---|---|---|---|---|---|")
-            for row in res["rows"]:
-                b = row["boundary"]
-                print(f"| {row['decoder']} | {row['heldout']:.3f} | "
-                      f"{'-' if b is None else f'{b:.3f}'} ({row['boundary_pixels']}) | "
-                      f"{metric(row['truth']):.3f} | {row['step_seconds']:.3f} | "
-                      f"{row['parameters']:,} |")
-            agree += res["best_heldout"] == res["best_truth"]
-        print(f"\nheld-out winner = truth winner on {agree} of {len(data['cases'])} images")
+        figure(runs, sorted({r["case"] for r in runs}))
+    datas = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("assistant_compare_*.json"))]
+    cases = [(d["machine"], c) for d in datas for c in d["cases"] if "best" in c]
+    agree = dict.fromkeys(("agreement", "nll", "boundary_nll"), 0)
+    for info, res in cases:
+        b = res["best"]
+        print(f"\n{res['case']} ({res['steps']} steps, matmul peak "
+              f"{info['matmul_peak_1thread_gflops']} GFLOP/s): best by agreement "
+              f"{b['agreement']}, by cross-entropy {b['nll']}, by boundary cross-entropy "
+              f"{b['boundary_nll'] or '-'}, on the full truth {b['truth']}")
+        print("\n| decoder | held-out | cross-entropy | boundary (px) | boundary cross-entropy |"
+              " truth IoU | s/step | parameters |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in res["rows"]:
+            print(f"| {row['decoder']} | {row['heldout']:.3f} | {_f(row['heldout_nll'])} | "
+                  f"{_f(row['boundary'])} ({row['boundary_pixels']}) | "
+                  f"{_f(row['boundary_nll'])} | {metric(row['truth']):.3f} | "
+                  f"{row['step_seconds']:.3f} | {row['parameters']:,} |")
+        for k in agree:
+            agree[k] += b[k] == b["truth"]
+    if cases:
+        print("\nheld-out winner = truth winner: " + ", ".join(
+            f"{k} {v} of {len(cases)}" for k, v in agree.items()))
     return 0
-
-
-def _parse_log(path: Path) -> list[tuple[tuple[str, int], str, list[dict]]]:
-    """Curves from the lines ``annotate`` prints (``<case> seed S: round 0 V (N px ...``
-    and ``  <strategy> round R: V (+N px)``); the metric is stored under ``fg`` for
-    nuclei cases (as printed), else ``miou``."""
-    import re
-
-    out: dict[tuple[tuple[str, int], str], list[dict]] = {}
-    key, first, name = None, None, "miou"
-    for line in path.read_text().splitlines():
-        m = re.match(r"(\S+) seed (\d+): round 0 ([\d.]+) \((\d+) px painted", line)
-        if m:
-            key = (m.group(1), int(m.group(2)))
-            name = "fg" if m.group(1).startswith(("bbbc", "scratch")) else "miou"
-            first = {"round": 0, "painted": int(m.group(4)), "added": 0,
-                     name: float(m.group(3))}
-            continue
-        m = re.match(r"\s+(\w+)\s+round\s+(\d+): ([\d.]+) \(\+(\d+) px\)", line)
-        if m and key is not None and first is not None:
-            rows = out.setdefault((key, m.group(1)), [dict(first)])
-            rows.append({"round": int(m.group(2)), "added": int(m.group(4)),
-                         "painted": rows[-1]["painted"] + int(m.group(4)),
-                         name: float(m.group(3))})
-    return [(k, s, rows) for (k, s), rows in out.items() if len(rows) > 1]
-
-
-def _parse_compare_log(path: Path) -> list[dict]:
-    """Rows ``compare`` printed: ``  <case> <decoder> held-out X boundary Y truth Z``."""
-    import re
-
-    out: dict[str, dict] = {}
-    for line in path.read_text().splitlines():
-        m = re.match(r"\s+(\S+)\s+(\S+)\s+held-out ([\d.]+) boundary (\S+) truth ([\d.]+)",
-                     line)
-        if m:
-            res = out.setdefault(m.group(1), {"case": m.group(1), "rows": []})
-            res["rows"].append({"decoder": m.group(2), "heldout": float(m.group(3)),
-                                "boundary": m.group(4), "truth": float(m.group(5))})
-    return list(out.values())
 
 
 def figure(runs: list[dict], cases: list[str]) -> None:
@@ -373,7 +343,7 @@ def figure(runs: list[dict], cases: list[str]) -> None:
     colours = {"uncertainty": "tab:blue", "random": "tab:orange", "oracle": "tab:green"}
     for ax, case in zip(axes[0], cases):
         for r in (r for r in runs if r["case"] == case):
-            for s in STRATEGIES:
+            for s in (s for s in STRATEGIES if s in r["curves"]):
                 curve = r["curves"][s]
                 ax.plot([row["round"] for row in curve], [metric(row) for row in curve],
                         color=colours[s], marker="o", ms=3, lw=1.2,
@@ -381,8 +351,7 @@ def figure(runs: list[dict], cases: list[str]) -> None:
                         label=f"{s} (seed {r['seed']})")
         ax.set_title(case)
         ax.set_xlabel("rounds of strokes added")
-        ax.set_ylabel("nucleus IoU" if "fg" in runs[0]["curves"]["random"][0] and
-                      case.startswith("bbbc") else "IoU (nuclei) / mean IoU (photo)")
+        ax.set_ylabel("nucleus IoU" if case.startswith(("bbbc", "scratch")) else "mean IoU")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -410,22 +379,17 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--boxes", type=int, default=2, help="regions painted per round")
     a.add_argument("--box", type=int, default=48, help="region side in px")
     a.add_argument("--start-share", type=float, default=0.15)
-    a.add_argument("--start-steps", type=int, default=100)
-    a.add_argument("--round-steps", type=int, default=30)
-    a.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
-                   help="run only these (one process each runs in parallel; all share the "
-                        "same, seeded round-0 model)")
+    a.add_argument("--steps", type=int, default=50,
+                   help="training steps of every round's retraining from the default start")
+    a.add_argument("--oracle-rounds", type=int, default=None,
+                   help="fewer rounds for the oracle (default: --rounds)")
+    a.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     c = sub.add_parser("compare")
     c.add_argument("--cases", nargs="+", default=list(COMPARE_CASES))
-    c.add_argument("--steps", type=int, default=60)
+    c.add_argument("--steps", type=int, default=30)
     c.add_argument("--folds", type=int, default=2)
     r = sub.add_parser("report")
     r.add_argument("--no-figure", action="store_true")
-    r.add_argument("--logs", nargs="*", default=[],
-                   help="also read curves from annotate's printed output (a run whose JSON "
-                        "was not written)")
-    r.add_argument("--compare-logs", nargs="*", default=[],
-                   help="compare's printed output of images whose JSON was not written")
     args = p.parse_args(argv)
     import torch
 
@@ -437,12 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "annotate":
         for case in args.cases:
             for seed in args.seeds:
-                run = annotate(case, seed, args)
-                info["loadavg_after"] = list(os.getloadavg())
-                tag = "-".join(args.strategies)
-                out = RESULTS / f"assistant_annotate_{case}_s{seed}_{tag}.json"
-                out.write_text(json.dumps({"machine": info, "settings": vars(args),
-                                           "runs": [run]}, indent=1))
+                out = RESULTS / f"assistant_annotate_{case}_s{seed}.json"
+
+                def save(run: dict[str, Any], out: Path = out) -> None:
+                    info["loadavg_after"] = list(os.getloadavg())
+                    out.write_text(json.dumps({"machine": info, "settings": vars(args),
+                                               "runs": [run]}, indent=1))
+
+                save(annotate(case, seed, args, save))
                 print(f"wrote {out}")
         return 0
     for case in args.cases:  # one file per image: images can run in parallel
