@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from napari_unet_studio.core.config import TrainConfig
 from napari_unet_studio.core.losses import (
+    entropy_weight_at,
     masked_cross_entropy,
     masked_loss,
     masked_soft_dice,
@@ -124,3 +125,13 @@ def test_entropy_weight_adds_the_term_and_a_step_makes_unpainted_pixels_surer():
 def test_train_config_rejects_a_negative_entropy_weight():
     with pytest.raises(ValueError, match="entropy_weight"):
         TrainConfig(entropy_weight=-0.1)
+
+
+def test_entropy_ramp_is_zero_then_linear_then_the_full_weight():
+    assert [entropy_weight_at(f, 2.0, 0.0) for f in (0.0, 0.5, 1.0)] == [2.0, 2.0, 2.0]
+    got = [entropy_weight_at(f, 2.0, 0.4) for f in (0.0, 0.1, 0.2, 0.3, 0.4, 0.7, 1.0)]
+    assert got == pytest.approx([0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0])
+    assert entropy_weight_at(0.5, 0.0, 0.4) == 0.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="entropy_ramp"):
+            TrainConfig(entropy_ramp=bad)

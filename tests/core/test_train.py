@@ -344,3 +344,26 @@ def test_cutmix_setting_reaches_the_sampler_and_is_recorded():
     # an old model file's settings (no cutmix field) still load
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "cutmix"}
     assert TrainConfig.from_dict(old).cutmix == 0.5
+
+
+def test_entropy_ramp_reaches_every_step_and_restarts_the_snapshot_tracking(monkeypatch):
+    """``entropy_ramp=0.6`` over 10 steps: weight 0 up to step 3, then 1/3 and 2/3 of it,
+    then the full weight; the lowest-loss snapshot comes from after the ramp."""
+    import napari_unet_studio.core.train as train_mod
+
+    seen: list[float | None] = []
+    real = train_mod.optimiser_step
+
+    def spy(*args, **kw):
+        seen.append(kw.get("entropy_weight"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train_mod, "optimiser_step", spy)
+    image, labels, _ = _task()
+    trainer = Trainer([(image, labels)], SMALL, _tc(entropy_weight=1.5, entropy_ramp=0.6))
+    _, model = _drain(trainer.run())
+    assert seen == pytest.approx([0.0] * 4 + [0.5, 1.0] + [1.5] * 4)
+    assert model.record["best_step"] >= 7
+    seen.clear()
+    _drain(Trainer([(image, labels)], SMALL, _tc(steps=3, entropy_weight=1.5)).run())
+    assert seen == [1.5] * 3  # no ramp: the full weight from the first step

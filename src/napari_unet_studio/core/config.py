@@ -144,6 +144,13 @@ class TrainConfig(_DictConfig):
         everywhere, so the boundaries settle where the image changes, in the gaps the
         strokes leave around every object, instead of wherever the strokes' shape puts
         them (0 = off; measured in docs/benchmarks.md).
+    entropy_ramp : float
+        Fraction of the run over which the entropy term is brought in: its weight is 0
+        over the first half of that fraction and rises linearly to ``entropy_weight`` at
+        its end (the network first learns the strokes, then is asked to be sure between
+        them), and "lowest loss" snapshot tracking restarts there (the loss before it is
+        on another scale). 0 (default): the full weight from the first step
+        (:func:`~.losses.entropy_weight_at`; measured in docs/pretraining.md).
     seed : int
         Seed for patch sampling, augmentation and weight initialisation.
     device : str
@@ -199,6 +206,7 @@ class TrainConfig(_DictConfig):
     weight_decay: float = 1e-4
     dice_weight: float = 0.5
     entropy_weight: float = 1.0
+    entropy_ramp: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -215,6 +223,8 @@ class TrainConfig(_DictConfig):
             raise ValueError("pixel_fit must be >= 0 and holdout in [0, 1)")
         if not float(self.entropy_weight) >= 0.0:
             raise ValueError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
+        if not 0.0 <= float(self.entropy_ramp) <= 1.0:
+            raise ValueError(f"entropy_ramp must be between 0 and 1, got {self.entropy_ramp}")
         if not isinstance(self.start, str) or not self.start.strip():
             raise ValueError(
                 "start must be 'pretrained', 'scratch' or the path of a model file (.pt)")

@@ -13,7 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["masked_cross_entropy", "masked_soft_dice", "unlabeled_entropy", "masked_loss"]
+__all__ = ["masked_cross_entropy", "masked_soft_dice", "unlabeled_entropy", "entropy_weight_at",
+           "masked_loss"]
 
 
 def masked_cross_entropy(
@@ -81,6 +82,21 @@ def unlabeled_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     ent = -(logp.exp() * logp).sum(1)[mask].mean()
     k = int(logits.shape[1])
     return ent / math.log(k) if k > 1 else ent
+
+
+def entropy_weight_at(frac: float, weight: float, ramp: float) -> float:
+    """Weight of the entropy term at fraction ``frac`` (0-1) of the run.
+
+    ``ramp`` (``TrainConfig.entropy_ramp``) is the fraction of the run over which the
+    term comes in: 0 over its first half, then linear up to ``weight`` at ``ramp``,
+    ``weight`` afterwards. ``ramp`` 0 gives ``weight`` from the first step.
+    """
+    if ramp <= 0.0 or frac >= ramp:
+        return float(weight)
+    start = 0.5 * ramp
+    if frac <= start:
+        return 0.0
+    return float(weight) * (frac - start) / (ramp - start)
 
 
 def masked_loss(

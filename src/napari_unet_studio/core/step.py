@@ -22,11 +22,13 @@ CLIP_NORM = 5.0  # gradient norm clipping
 def optimiser_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
                    scaler: torch.amp.GradScaler | None, x: np.ndarray, y: np.ndarray, *,
                    lr: float, class_weights: torch.Tensor, train_config: TrainConfig,
-                   device: torch.device) -> float:
+                   device: torch.device, entropy_weight: float | None = None) -> float:
     """Train ``model`` on one batch of patches ``x`` (N, C, ...) with labels ``y``.
 
     Every parameter group gets ``lr`` times its ``"lr_scale"``. A loss that is not
-    finite is skipped (no update) and returned as NaN.
+    finite is skipped (no update) and returned as NaN. ``entropy_weight`` replaces the
+    config's weight of the entropy term for this step (the ramp of
+    ``TrainConfig.entropy_ramp``); ``None``: the config's.
 
     Returns
     -------
@@ -44,7 +46,8 @@ def optimiser_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
            else contextlib.nullcontext())
     with ctx:
         logits = model(xb)
-    loss = masked_loss(logits.float(), yb, class_weights, tc.dice_weight, tc.entropy_weight)
+    ent = tc.entropy_weight if entropy_weight is None else entropy_weight
+    loss = masked_loss(logits.float(), yb, class_weights, tc.dice_weight, ent)
     if not torch.isfinite(loss):
         opt.zero_grad(set_to_none=True)
         return math.nan

@@ -23,6 +23,7 @@ from .data import TrainingData, class_weights
 from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
 from .errors import DataError, DeviceError
 from .holdout import held_out, holdout_split
+from .losses import entropy_weight_at
 from .model import freeze_batch_norm, has_batch_norm, recalibrate_batch_norm
 from .pretrained import SEMANTIC_THRESHOLD
 from .progress import TrainProgress, one_cycle_lr, run_to_end, versions
@@ -154,7 +155,9 @@ class Trainer:
                                           steps=fit_steps(tc, self._started_from, self._start_kind),
                                           seed=tc.seed)
         self._held = held_out(held, self.normalization, tc.patch_size, tc.batch_size, tc.seed)
-        self._track_from = track_best_from(self.pixel_fit, self._held)  # stem.py
+        ramp = float(tc.entropy_ramp) if tc.entropy_weight and self._held is None else 0.0
+        self._track_from = max(track_best_from(self.pixel_fit, self._held), ramp)  # stem.py
+        self._entropy_now = float(tc.entropy_weight)  # this step's (TrainConfig.entropy_ramp)
         self._init_record = dict(init.record) if init else None
         self.class_names = list(class_names) if class_names else None
         self._lock = threading.Lock()
@@ -258,7 +261,8 @@ class Trainer:
     def _train_step(self, opt, scaler, x: np.ndarray, y: np.ndarray, lr: float) -> float:
         """One step (:func:`~.step.optimiser_step`); the fault tests replace this method."""
         return optimiser_step(self.model, opt, scaler, x, y, lr=lr, class_weights=self._weights,
-                              train_config=self.train_config, device=self.device)
+                              train_config=self.train_config, device=self.device,
+                              entropy_weight=self._entropy_now)
 
     def run(self) -> Generator[TrainProgress, None, TrainedModel]:
         """Train; yield a :class:`TrainProgress` after every step and a final one.
@@ -318,6 +322,7 @@ class Trainer:
             if tc.time_limit is not None:
                 frac = max(frac, elapsed / tc.time_limit)
             lr = one_cycle_lr(frac, tc.lr)
+            self._entropy_now = entropy_weight_at(frac, tc.entropy_weight, tc.entropy_ramp)
             x, y = self._sampler.draw(self._batch_size, self._rng)
             t_step = time.perf_counter()
             try:

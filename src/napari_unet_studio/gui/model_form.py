@@ -66,6 +66,8 @@ HINTS: dict[str, dict[str, Any]] = {
     "dice_weight": {"label": "Dice weight", "min": 0.0, "max": 10.0, "step": 0.1},
     "entropy_weight": {"label": "Entropy weight (unpainted)", "min": 0.0, "max": 10.0,
                        "step": 0.1},
+    "entropy_ramp": {"label": "Entropy ramp (run fraction)", "min": 0.0, "max": 1.0,
+                     "step": 0.1},
     "seed": {"min": 0, "max": 2**31 - 1},
     "device": {"label": "Device", "widget_type": "ComboBox", "choices": [("auto", "auto")]},
     "amp": {"label": "Mixed precision (CUDA)"},
