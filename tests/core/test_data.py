@@ -150,6 +150,8 @@ def test_class_weights_favour_rare_classes_and_are_clipped():
     assert w[3] / w[0] <= 25.0 + 1e-6
     np.testing.assert_allclose(w[[0, 1, 3]].mean(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(class_weights(np.array([5, 5])), [1.0, 1.0])
+    # the clip (default data.WEIGHT_CLIP, a bench ablation hook) at (1, 1): all weights 1
+    np.testing.assert_allclose(class_weights(np.array([10000, 100, 0, 1]), clip=(1, 1)), 1.0)
 
 
 def test_sampler_favours_labeled_patches():

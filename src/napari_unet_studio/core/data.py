@@ -271,13 +271,18 @@ class TrainingData:
         return int(self.class_counts.sum())
 
 
-def class_weights(counts: np.ndarray, clip: tuple[float, float] = (0.2, 5.0)) -> np.ndarray:
+WEIGHT_CLIP = (0.2, 5.0)  # class_weights' default clip; (1, 1): every class weight 1
+
+
+def class_weights(counts: np.ndarray, clip: tuple[float, float] | None = None) -> np.ndarray:
     """Inverse-frequency class weights (square-rooted, clipped, mean 1 over present).
 
-    A class painted 100x less than another gets 10x its weight (then clipped), so a
-    rare class still learns without one stroke dominating the loss. Classes with no
-    painted pixels get weight 1 (they do not occur in the loss anyway).
+    A class painted 100x less than another gets 10x its weight (then clipped to
+    ``clip``, default :data:`WEIGHT_CLIP`), so a rare class still learns without one
+    stroke dominating the loss. Classes with no painted pixels get weight 1 (they do
+    not occur in the loss anyway).
     """
+    clip = WEIGHT_CLIP if clip is None else clip
     counts = np.asarray(counts, dtype=np.float64)
     present = counts > 0
     w = np.ones_like(counts)
