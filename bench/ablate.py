@@ -18,6 +18,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -58,15 +59,16 @@ def forest_rows(path: Path = FOREST_FILE) -> dict[tuple[str, int], dict]:
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A registered name, or ``name:arch.key=value,train.key=value,tile.key=value`` (JSON
-    values). ``tile.`` fields (e.g. ``tile.tta=8``) go to prediction; they travel in the
-    train dict under the key ``"tile"``."""
+    values; a list's commas stay in it: ``patch.data.WEIGHT_CLIP=[1,1]``). ``tile.``
+    fields (e.g. ``tile.tta=8``) go to prediction; they travel in the train dict under
+    the key ``"tile"``."""
     if ":" not in spec:
         arch, train = VARIANTS[spec]
         return spec, dict(arch), dict(train)
     name, _, body = spec.partition(":")
     arch: dict[str, Any] = {}
     train: dict[str, Any] = {}
-    for item in filter(None, body.split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", body)):  # not inside [..]
         key, _, value = item.partition("=")
         where, _, field = key.partition(".")
         try:
