@@ -136,10 +136,20 @@ def _base(case: str) -> dict:
             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def inmem(size: int) -> None:
+def _phases(res) -> dict:
+    """Seconds per phase summed over the predicted blocks (read, predict, output)."""
+    return {k: round(sum(p[k] for p in res.phase_seconds), 2)
+            for k in ("read", "predict", "output")}
+
+
+def inmem(size: int, rounds: int = 2, record: bool = True) -> None:
     """In-memory tiled prediction (numpy in, numpy out) on one torch thread, then the
     same image block-wise in this process on one thread: as one block (the same tiles:
-    what the store itself costs) and in 4096 blocks (block borders): identical?"""
+    what the store itself costs) and in 4096 blocks (block borders): identical?
+
+    The three runs are repeated ``rounds`` times in turn; the first round pays the
+    imports and first calls of each path (zarr writing, the model cache), so the ratios
+    are taken on the last round (every round is recorded)."""
     import napari_unet_studio as nus
     from napari_unet_studio.core.config import TileConfig
 
@@ -148,28 +158,39 @@ def inmem(size: int) -> None:
     import zarr
 
     img = np.asarray(zarr.open_group(str(src), mode="r")["0"])
-    t0, c0 = time.perf_counter(), time.process_time()
-    ref = nus.predict(model(), img, tile=TileConfig(**TILE), threads=1)
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    row.update(size=size, workers=0, threads=1, seconds=round(dt, 2),
-               px_per_s=img.size / dt, px_per_s_per_core=img.size / dt,
-               cpu_seconds=round(cpu, 2), px_per_cpu_s=img.size / cpu,
-               tiles=_tiles(size, size, None),
-               max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    for block in (size, 4096):  # one block = the same tiles (overheads only); borders
-        out = ROOT / f"check{size}_{block}.zarr"
-        res = nus.predict_store(model(), src, out, tile=TileConfig(**TILE), block=block,
-                                threads=1, resume=False)
-        stored = np.asarray(zarr.open_group(str(out), mode="r")["labels/classes/0"])
-        row[f"blockwise_{block}"] = {
-            "identical": bool(np.array_equal(stored, ref)), "seconds": round(res.seconds, 2),
-            "stats_seconds": round(res.stats_seconds, 2), "tiles": _tiles(size, size, block),
-            "block_seconds": [round(x, 2) for x in res.block_seconds],
-            "block_cpu_seconds": [round(x, 2) for x in res.block_cpu_seconds],
-            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-    row.update(
+    row.update(size=size, workers=0, threads=1, tiles=_tiles(size, size, None), rounds=[])
+    for _ in range(rounds):
+        rnd: dict = {}
+        t0, c0 = time.perf_counter(), time.process_time()
+        ref = nus.predict(model(), img, tile=TileConfig(**TILE), threads=1)
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rnd["inmem"] = {"seconds": round(dt, 2), "cpu_seconds": round(cpu, 2),
+                        "px_per_cpu_s": img.size / cpu}
+        for block in (size, 4096):  # one block = the same tiles (overheads only); borders
+            out = ROOT / f"check{size}_{block}.zarr"
+            c0 = time.process_time()
+            res = nus.predict_store(model(), src, out, tile=TileConfig(**TILE), block=block,
+                                    threads=1, resume=False)
+            cpu = time.process_time() - c0
+            stored = np.asarray(zarr.open_group(str(out), mode="r")["labels/classes/0"])
+            rnd[f"blockwise_{block}"] = {
+                "identical": bool(np.array_equal(stored, ref)),
+                "seconds": round(res.seconds, 2), "cpu_seconds": round(cpu, 2),
+                "px_per_cpu_s": img.size / cpu,
+                "block_px_per_cpu_s": img.size / sum(res.block_cpu_seconds),
+                "stats_seconds": round(res.stats_seconds, 2),
+                "tiles": _tiles(size, size, block), "phases": _phases(res),
+                "block_seconds": [round(x, 2) for x in res.block_seconds],
+                "block_cpu_seconds": [round(x, 2) for x in res.block_cpu_seconds]}
+        rnd["ratio_cpu"] = {k: round(rnd["inmem"]["px_per_cpu_s"] / v["px_per_cpu_s"], 3)
+                            for k, v in rnd.items() if k.startswith("blockwise")}
+        row["rounds"].append(rnd)
+    row.update(max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                disc_fraction=float((ref == 2).mean()), load_after=os.getloadavg())
-    _record(row)
+    if record:
+        _record(row)
+    else:
+        print(json.dumps(row, indent=1))
 
 
 def store(size: int, workers: int, block: int, resume: bool = False,
@@ -219,7 +240,9 @@ def store(size: int, workers: int, block: int, resume: bool = False,
                tiles=_tiles(size, size, block), tiles_in_memory=_tiles(size, size, None),
                max_rss_mb_per_block=[round(m) for m in res.max_rss_mb],
                max_rss_mb=round(max(res.max_rss_mb or [0])),
-               stats_seconds=round(res.stats_seconds, 2),
+               stats_seconds=round(res.stats_seconds, 2), phases=_phases(res),
+               predict_px_per_s=(len(res.block_cpu_seconds) * block * block
+                                 / max(1e-9, _phases(res)["predict"])),
                start_seconds=round(res.start_seconds, 2), load_after=os.getloadavg())
     if record:
         _record(row)
@@ -283,13 +306,14 @@ def main() -> None:
     p.add_argument("--max-blocks", type=int, default=0,
                    help="store: stop after this many newly predicted blocks")
     p.add_argument("--resume", action="store_true", help="store: keep an existing output")
+    p.add_argument("--rounds", type=int, default=2, help="inmem: repetitions of the three runs")
     a = p.parse_args()
     if a.what == "make":
         print(make(a.size))
     elif a.what == "model":
         print(model())
     elif a.what == "inmem":
-        inmem(a.size)
+        inmem(a.size, a.rounds, record=not a.no_record)
     elif a.what == "store":
         store(a.size, a.workers, a.block, resume=a.out is not None or a.resume,
               out=Path(a.out) if a.out else None, record=not a.no_record,

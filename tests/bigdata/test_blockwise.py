@@ -45,6 +45,8 @@ def test_blockwise_equals_in_memory_prediction_across_block_borders(tmp_path, di
     res = predict_store(disc_model, tmp_path / "in.zarr", tmp_path / "out.zarr", tile=TILE,
                         block=96, probabilities=True, threads=1)
     assert res.blocks == 4 * 3 and res.skipped == 0
+    assert len(res.phase_seconds) == 12
+    assert all(p["read"] >= 0 and p["predict"] > 0 and p["output"] > 0 for p in res.phase_seconds)
     root = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
     np.testing.assert_array_equal(np.asarray(root["labels/classes/0"]), ref)
     np.testing.assert_array_equal(np.asarray(root["0"]), ref)

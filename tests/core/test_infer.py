@@ -159,6 +159,32 @@ def test_dask_equals_numpy_and_stacks_and_slices():
         _run(net, cfg, stack, tile=tile, slices=9)
 
 
+def test_given_stats_normalise_like_the_plane_and_index_the_stack_by_slice():
+    from napari_unet_studio.core.normalize import plane_stats
+
+    torch.manual_seed(0)
+    net = nn.Conv2d(1, 2, 3, padding=1)
+    cfg = ModelConfig(num_classes=2)
+    rng = np.random.default_rng(4)
+    # slices with very different ranges: a wrong row of statistics changes the result
+    stack = (rng.random((3, 40, 36)) * [[[1.0]], [[50.0]], [[900.0]]] + [[[0]], [[7]], [[300]]])
+    stack = stack.astype(np.uint16)
+    tile = TileConfig(tile=16, overlap=0.25)
+    ref, _ = _run(net, cfg, stack, tile=tile, probabilities=True)
+    rows = [plane_stats(stack[i], NORM, 1) for i in range(3)]
+    lo = np.stack([r[0] for r in rows])
+    sc = np.stack([r[1] for r in rows])
+    given, _ = _run(net, cfg, stack, tile=tile, probabilities=True, stats=(lo, sc))
+    np.testing.assert_array_equal(given.probabilities, ref.probabilities)
+    picked, _ = _run(net, cfg, stack, tile=tile, slices=[2, 0], probabilities=True,
+                     stats=(lo, sc))
+    np.testing.assert_array_equal(picked.probabilities, ref.probabilities[:, [2, 0]])
+    plane, _ = _run(net, cfg, stack[1], tile=tile, probabilities=True, stats=(lo[1], sc[1]))
+    np.testing.assert_array_equal(plane.probabilities, ref.probabilities[:, 1])
+    wrong, _ = _run(net, cfg, stack[1], tile=tile, probabilities=True, stats=(lo[2], sc[2]))
+    assert not np.allclose(wrong.probabilities, ref.probabilities[:, 1])
+
+
 def test_rgb_layout_and_channel_mismatch():
     torch.manual_seed(0)
     cfg3 = ModelConfig(in_channels=3, num_classes=2)

@@ -74,6 +74,9 @@ class StoreResult:
         The stop event ended the run early (finished blocks stay written).
     stats_seconds, start_seconds : float
         Reading the whole image's normalisation statistics; starting the scheduler.
+    phase_seconds : list of dict
+        Per predicted block: ``read`` (the region), ``predict`` (the tiler) and
+        ``output`` (objects and writing the chunks) seconds.
     """
 
     out: str
@@ -90,6 +93,7 @@ class StoreResult:
     block_cpu_seconds: list = field(default_factory=list)
     stats_seconds: float = 0.0
     start_seconds: float = 0.0
+    phase_seconds: list = field(default_factory=list)
 
 
 class _Presampled:
@@ -342,6 +346,8 @@ def iter_predict_store(
                 res.block_starts.append((r["pid"], r["started"]))
                 res.block_cpu_seconds.append(r["cpu_seconds"])
                 res.max_rss_mb.append(r["max_rss_mb"])
+                res.phase_seconds.append({k: r[f"{k}_seconds"]
+                                          for k in ("read", "predict", "output")})
             yield BlockProgress("predict", len(results), len(blocks), skipped,
                                 time.perf_counter() - t0)
             if stop is not None and stop.is_set():

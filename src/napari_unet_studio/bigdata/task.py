@@ -205,7 +205,6 @@ def _expand(arr: np.ndarray, store, channels: bool = False) -> np.ndarray:
 def run_block(job: BlockJob, b: Block) -> dict:
     """Predict (and label objects in) one block; returns counts, faces and object sums."""
     from ..core.infer import iter_predict_module
-    from ..core.normalize import apply_stats
     from ..core.progress import run_to_end
     from ..objects.instances import ObjectSettings, find_instances, partial_measurements
 
@@ -243,18 +242,22 @@ def run_block(job: BlockJob, b: Block) -> dict:
         ids, first = np.unique(inst, return_index=True)
         result["classes"] = {int(i): int(cls_map.ravel()[f]) for i, f in zip(ids, first) if i}
     else:
+        tr = time.perf_counter()
         region_raw = _read(work[s0:s1, ry[0]:ry[1], rx[0]:rx[1]])
+        result["read_seconds"] = time.perf_counter() - tr
         c = region_raw.shape[-1]
-        norm = np.empty(region_raw.shape, np.float32)
-        for i in range(s1 - s0):
-            norm[i] = np.moveaxis(apply_stats(region_raw[i], job.lo[s0 + i], job.scale[s0 + i]),
-                                  0, -1)
-        region = norm[..., 0] if c == 1 else norm
+        # the raw region and the whole image's statistics: the tiler normalises each band
+        # exactly as the in-memory prediction does (no float copy of the region)
+        region = region_raw[..., 0] if c == 1 else region_raw
+        stats = (job.lo[s0:s1], job.scale[s0:s1])
         if not job.stack:
-            region = region[0]
+            region, stats = region[0], (job.lo[s0], job.scale[s0])
+        tp = time.perf_counter()
         res = run_to_end(iter_predict_module(
             net, model.config, {"method": "none"}, region, tile=tc,
-            probabilities=job.probabilities, device=dev))
+            probabilities=job.probabilities, device=dev, stats=stats))
+        result["predict_seconds"] = time.perf_counter() - tp
+        tw = time.perf_counter()
         labels = res.labels if job.stack else res.labels[None]
         labels_b = labels[(slice(None), *crop)]
         if job.probabilities:
@@ -286,6 +289,7 @@ def run_block(job: BlockJob, b: Block) -> dict:
         sel = store.index(slice(s0, s1), slice(*b.y), slice(*b.x))
         store.arrays["labels/classes/0"][sel] = lab_out
         arr0[sel] = lab_out  # last: its chunks mark the block as done
+        result["output_seconds"] = time.perf_counter() - tw  # objects + writes
         result["class_counts"] = np.bincount(labels_b.ravel(),
                                              minlength=model.config.num_classes + 1)
     if job.objects:

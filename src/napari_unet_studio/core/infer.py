@@ -190,11 +190,17 @@ def iter_predict_module(
     device: torch.device | None = None,
     slices: Any = None,
     stop: threading.Event | None = None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Generator[PredictProgress, None, PredictResult]:
     """Like :func:`iter_predict` but for an already built network (used for previews).
 
     ``net`` must already be on ``device`` and in eval mode. A 3D model (``config.dims
     == 3``) predicts the volume in 3D tiles (:mod:`~.volume_infer`).
+
+    ``stats``: normalisation offsets and scales computed elsewhere, ``(C,)`` each for an
+    image, ``(S, C)`` for a stack (one row per slice of ``image``), used instead of
+    ``normalization`` (2D models). The block-wise runner passes the whole image's
+    statistics with a raw region, so a block is normalised exactly as the whole image is.
     """
     if int(config.dims) == 3:
         from .volume_infer import iter_predict_volume
@@ -237,7 +243,13 @@ def iter_predict_module(
         plane = image if z is None else image[z]
         if channel_last and int(config.in_channels) == 1 and len(np.shape(plane)) == 3:
             plane = plane[..., 0]
-        lo, scale = plane_stats(plane, normalization, int(config.in_channels))
+        if stats is None:
+            lo, scale = plane_stats(plane, normalization, int(config.in_channels))
+        else:
+            lo, scale = (np.asarray(v, np.float64) for v in stats)
+            if lo.ndim == 2:  # one row per slice of a stack
+                row = 0 if z is None else z
+                lo, scale = lo[row], scale[row]
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(scale))):
             raise DataError("The image contains NaN or infinite values; replace them first.")
         acc = np.zeros((k, t, wp), dtype=np.float32)
