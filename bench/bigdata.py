@@ -181,7 +181,8 @@ def inmem(size: int, rounds: int = 2, record: bool = True) -> None:
                 "stats_seconds": round(res.stats_seconds, 2),
                 "tiles": _tiles(size, size, block), "phases": _phases(res),
                 "block_seconds": [round(x, 2) for x in res.block_seconds],
-                "block_cpu_seconds": [round(x, 2) for x in res.block_cpu_seconds]}
+                "block_cpu_seconds": [round(x, 2) for x in res.block_cpu_seconds],
+                "block_thread_cpu_seconds": [round(x, 2) for x in res.block_thread_cpu_seconds]}
         rnd["ratio_cpu"] = {k: round(rnd["inmem"]["px_per_cpu_s"] / v["px_per_cpu_s"], 3)
                             for k, v in rnd.items() if k.startswith("blockwise")}
         row["rounds"].append(rnd)
@@ -233,6 +234,9 @@ def store(size: int, workers: int, block: int, resume: bool = False,
                skipped=res.skipped, predicted=len(res.block_seconds),
                block_seconds=[round(s, 2) for s in res.block_seconds],
                block_cpu_seconds=[round(s, 2) for s in res.block_cpu_seconds],
+               block_thread_cpu_seconds=[round(s, 2) for s in res.block_thread_cpu_seconds],
+               px_per_thread_cpu_s=(len(res.block_thread_cpu_seconds) * block * block
+                                    / max(1e-9, sum(res.block_thread_cpu_seconds))),
                px_per_cpu_s=(len(res.block_cpu_seconds) * block * block
                              / max(1e-9, sum(res.block_cpu_seconds))),
                block_starts=[(pid, round(t - res.block_starts[0][1], 2))
@@ -244,6 +248,18 @@ def store(size: int, workers: int, block: int, resume: bool = False,
                predict_px_per_s=(len(res.block_cpu_seconds) * block * block
                                  / max(1e-9, _phases(res)["predict"])),
                start_seconds=round(res.start_seconds, 2), load_after=os.getloadavg())
+    # each worker's first block also imports torch and loads the model: the steady
+    # state is the blocks after it
+    first: dict = {}
+    for i, (pid, t) in enumerate(res.block_starts):
+        if pid not in first or t < res.block_starts[first[pid]][1]:
+            first[pid] = i
+    later = [i for i in range(len(res.block_starts)) if i not in first.values()]
+    if later:
+        row["px_per_cpu_s_after_first"] = len(later) * block * block / sum(
+            res.block_cpu_seconds[i] for i in later)
+        row["px_per_thread_cpu_s_after_first"] = len(later) * block * block / sum(
+            res.block_thread_cpu_seconds[i] for i in later)
     if record:
         _record(row)
     return row

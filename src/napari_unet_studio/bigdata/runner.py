@@ -77,6 +77,9 @@ class StoreResult:
     phase_seconds : list of dict
         Per predicted block: ``read`` (the region), ``predict`` (the tiler) and
         ``output`` (objects and writing the chunks) seconds.
+    block_cpu_seconds, block_thread_cpu_seconds : list of float
+        Per predicted block: CPU seconds of the whole process that ran it while it ran
+        (a cluster worker's own threads included), and of the block's thread alone.
     """
 
     out: str
@@ -94,6 +97,7 @@ class StoreResult:
     stats_seconds: float = 0.0
     start_seconds: float = 0.0
     phase_seconds: list = field(default_factory=list)
+    block_thread_cpu_seconds: list = field(default_factory=list)
 
 
 class _Presampled:
@@ -345,6 +349,7 @@ def iter_predict_store(
                 res.block_seconds.append(r["seconds"])
                 res.block_starts.append((r["pid"], r["started"]))
                 res.block_cpu_seconds.append(r["cpu_seconds"])
+                res.block_thread_cpu_seconds.append(r["thread_cpu_seconds"])
                 res.max_rss_mb.append(r["max_rss_mb"])
                 res.phase_seconds.append({k: r[f"{k}_seconds"]
                                           for k in ("read", "predict", "output")})

@@ -209,7 +209,7 @@ def run_block(job: BlockJob, b: Block) -> dict:
     from ..objects.instances import ObjectSettings, find_instances, partial_measurements
 
     t0 = time.perf_counter()
-    cpu0 = time.process_time()
+    cpu0, tcpu0 = time.process_time(), time.thread_time()
     started = time.time()
     src, work = _source(job)
     model, net, dev = _model(job.model, job.device, job.threads)
@@ -304,6 +304,7 @@ def run_block(job: BlockJob, b: Block) -> dict:
     result["seconds"] = time.perf_counter() - t0
     result["started"], result["pid"] = started, os.getpid()
     result["cpu_seconds"] = time.process_time() - cpu0  # this process's CPU time
+    result["thread_cpu_seconds"] = time.thread_time() - tcpu0  # this block's thread only
     result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
