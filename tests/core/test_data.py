@@ -154,6 +154,17 @@ def test_class_weights_favour_rare_classes_and_are_clipped():
     np.testing.assert_allclose(class_weights(np.array([10000, 100, 0, 1]), clip=(1, 1)), 1.0)
 
 
+def test_class_weight_exponent_is_a_module_constant(monkeypatch):
+    import napari_unet_studio.core.data as data_mod
+
+    square_root = class_weights(np.array([400, 100]))
+    monkeypatch.setattr(data_mod, "WEIGHT_POWER", 0.25)  # a bench ablation hook
+    w = class_weights(np.array([400, 100]))
+    assert w[1] / w[0] == pytest.approx(2 ** 0.5) and square_root[1] / square_root[0] == 2.0
+    monkeypatch.setattr(data_mod, "WEIGHT_POWER", 0.0)
+    np.testing.assert_allclose(class_weights(np.array([400, 100])), 1.0)
+
+
 def test_sampler_favours_labeled_patches():
     img = np.random.default_rng(0).random((256, 256))
     lab = np.zeros((256, 256), np.uint8)

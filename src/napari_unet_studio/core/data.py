@@ -272,6 +272,7 @@ class TrainingData:
 
 
 WEIGHT_CLIP = (0.2, 5.0)  # class_weights' default clip; (1, 1): every class weight 1
+WEIGHT_POWER = 0.5  # class_weights' exponent of the inverse frequency (0: every weight 1)
 
 
 def class_weights(counts: np.ndarray, clip: tuple[float, float] | None = None) -> np.ndarray:
@@ -279,8 +280,8 @@ def class_weights(counts: np.ndarray, clip: tuple[float, float] | None = None) -
 
     A class painted 100x less than another gets 10x its weight (then clipped to
     ``clip``, default :data:`WEIGHT_CLIP`), so a rare class still learns without one
-    stroke dominating the loss. Classes with no painted pixels get weight 1 (they do
-    not occur in the loss anyway).
+    stroke dominating the loss (the exponent, 1/2, is :data:`WEIGHT_POWER`). Classes
+    with no painted pixels get weight 1 (they do not occur in the loss anyway).
     """
     clip = WEIGHT_CLIP if clip is None else clip
     counts = np.asarray(counts, dtype=np.float64)
@@ -288,7 +289,8 @@ def class_weights(counts: np.ndarray, clip: tuple[float, float] | None = None) -
     w = np.ones_like(counts)
     if present.any():
         freq = counts[present] / counts[present].sum()
-        raw = np.sqrt((1.0 / present.sum()) / freq)
+        ratio = (1.0 / present.sum()) / freq
+        raw = np.sqrt(ratio) if WEIGHT_POWER == 0.5 else ratio ** float(WEIGHT_POWER)
         raw = np.clip(raw, *clip)
         w[present] = raw / raw.mean()
     return w.astype(np.float32)
