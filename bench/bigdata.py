@@ -5,6 +5,7 @@ Steps (each a separate command; the timed ones under ``flock /tmp/bench.lock``):
     nice -n 19 python bench/bigdata.py make --size 32768     # synthetic OME-Zarr input
     nice -n 19 python bench/bigdata.py model                 # the small model (untimed)
     flock /tmp/bench.lock python bench/bigdata.py inmem --size 8192
+    flock /tmp/bench.lock python bench/bigdata.py inmem-parallel --size 8192 --procs 2
     flock /tmp/bench.lock python bench/bigdata.py store --size 32768 --workers 1
     flock /tmp/bench.lock python bench/bigdata.py store --size 32768 --workers 2
     flock /tmp/bench.lock python bench/bigdata.py resume --size 16384 --workers 2
@@ -311,9 +312,50 @@ def resume(size: int, workers: int, block: int) -> None:
     _record(row)
 
 
+def _inmem_child(size: int, start_at: float) -> None:
+    """One in-memory prediction started at ``start_at`` (a warm-up first); prints JSON."""
+    import zarr
+
+    import napari_unet_studio as nus
+    from napari_unet_studio.core.config import TileConfig
+
+    img = np.asarray(zarr.open_group(str(make(size)), mode="r")["0"])
+    nus.predict(model(), img[:1024, :1024], tile=TileConfig(**TILE), threads=1)
+    time.sleep(max(0.0, start_at - time.time()))
+    t0, c0 = time.perf_counter(), time.process_time()
+    nus.predict(model(), img, tile=TileConfig(**TILE), threads=1)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"seconds": round(dt, 2), "cpu_seconds": round(cpu, 2),
+                      "px_per_s": img.size / dt, "px_per_cpu_s": img.size / cpu}))
+
+
+def inmem_parallel(size: int, procs: int) -> None:
+    """``procs`` in-memory predictions at once, one process and one torch thread each.
+
+    The per-core baseline for ``procs`` workers: with every core busy, cores that share
+    caches, memory bandwidth or a host core run slower than one alone, for the in-memory
+    prediction as for the block-wise workers."""
+    row = _base("inmem_parallel")
+    make(size)
+    model()
+    start_at = time.time() + 20
+    kids = [subprocess.Popen([sys.executable, __file__, "inmem-child", "--size", str(size),
+                              "--start-at", str(start_at)], stdout=subprocess.PIPE, text=True)
+            for _ in range(procs)]
+    runs = [json.loads(k.communicate()[0].strip().splitlines()[-1]) for k in kids]
+    row.update(size=size, procs=procs, threads=1, runs=runs,
+               px_per_s_per_core=sum(r["px_per_s"] for r in runs) / procs,
+               px_per_cpu_s=sum(r["px_per_cpu_s"] for r in runs) / procs,
+               load_after=os.getloadavg())
+    _record(row)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["make", "model", "inmem", "store", "resume"])
+    p.add_argument("what", choices=["make", "model", "inmem", "inmem-parallel", "inmem-child",
+                                    "store", "resume"])
+    p.add_argument("--procs", type=int, default=2, help="inmem-parallel: processes at once")
+    p.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=8192)
     p.add_argument("--workers", type=int, default=0, help="0: a thread in this process")
     p.add_argument("--block", type=int, default=8192)
@@ -328,6 +370,10 @@ def main() -> None:
         print(make(a.size))
     elif a.what == "model":
         print(model())
+    elif a.what == "inmem-parallel":
+        inmem_parallel(a.size, a.procs)
+    elif a.what == "inmem-child":
+        _inmem_child(a.size, a.start_at)
     elif a.what == "inmem":
         inmem(a.size, a.rounds, record=not a.no_record)
     elif a.what == "store":
