@@ -169,7 +169,8 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
 
     image, strokes, truth, fg = case_data(name, seed)
     painted0 = st.thin_out(strokes, args.start_share, seed=seed)
-    tc = TrainConfig(steps=args.steps, device="cpu", seed=seed)  # the same for every round
+    tc = TrainConfig(steps=args.steps, device="cpu", seed=seed,  # the same for every round
+                     **({"start": args.start} if args.start else {}))
     annotator = Annotator(truth)
     cost: list[dict[str, float]] = []
 
@@ -189,7 +190,8 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
     pred0, probs0 = look(model0)
     first = {"round": 0, "painted": int(np.count_nonzero(painted0)), "added": 0,
              **score(pred0, truth, fg), **cost[-1]}
-    out: dict[str, Any] = {"case": name, "seed": seed, "foreground": fg, "steps": args.steps,
+    label = name if not args.start else f"{name} ({args.start})"
+    out: dict[str, Any] = {"case": label, "seed": seed, "foreground": fg, "steps": args.steps,
                            "start": model0.record.get("start"), "curves": {}}
     print(f"{name} seed {seed}: round 0 {metric(first):.3f} ({first['painted']} px painted, "
           f"{first['step_s']} s/step)", flush=True)
@@ -283,12 +285,15 @@ def report(args: argparse.Namespace) -> int:
               f"GFLOP/s, load {m['loadavg'][0]:.1f}-{m.get('loadavg_after', [0])[0]:.1f}, "
               f"median s/step {r.get('step_s_median', '(unfinished)')}")
     if runs:
-        print("\n| image | seed | strategy | IoU after rounds 0.. | painted px (last) |")
-        print("|---|---|---|---|---|")
+        print("\n| image | seed | strategy | IoU after rounds 0.. | mean from r1 | "
+              "painted px (last) |")
+        print("|---|---|---|---|---|---|")
     for r in runs:
         for s, curve in r["curves"].items():
+            mean = np.mean([metric(row) for row in curve[1:]]) if len(curve) > 1 else None
             print(f"| {r['case']} | {r['seed']} | {s} | "
-                  f"{' '.join(f'{metric(row):.3f}' for row in curve)} | {curve[-1]['painted']} |")
+                  f"{' '.join(f'{metric(row):.3f}' for row in curve)} | {_f(mean)} | "
+                  f"{curve[-1]['painted']} |")
     if runs:
         print("\n| image | seed | round 0 | uncertainty r6 | random r10 | oracle (last) | "
               "uncertainty rounds to random r10 | met |")
@@ -305,6 +310,20 @@ def report(args: argparse.Namespace) -> int:
         print(f"| {r['case']} | {r['seed']} | {metric(c['random'][0]):.3f} | {metric(u6):.3f} | "
               f"{target:.3f} | {_f(metric(o) if o else None)} (r{o.get('round', '-')}) | "
               f"{n if n is not None else '> ' + str(len(c['uncertainty']) - 1)} | "
+              f"{'yes' if n is not None and n <= 6 else 'no'} |")
+    full = [r for r in runs if len(r["curves"].get("random", [])) >= 11
+            and len(r["curves"].get("uncertainty", [])) >= 7]
+    if full:
+        print("\nMean over the complete seeds:\n\n| image | seeds | uncertainty r0..r6 | "
+              "random r10 | uncertainty rounds to random r10 | met |\n|---|---|---|---|---|---|")
+    for case in sorted({r["case"] for r in full}):
+        rs = [r for r in full if r["case"] == case]
+        unc = [float(np.mean([metric(r["curves"]["uncertainty"][i]) for r in rs]))
+               for i in range(min(len(r["curves"]["uncertainty"]) for r in rs))]
+        target = float(np.mean([metric(r["curves"]["random"][10]) for r in rs]))
+        n = next((i for i, v in enumerate(unc) if v >= target - 1e-9), None)
+        print(f"| {case} | {len(rs)} | {' '.join(f'{v:.3f}' for v in unc[:7])} | "
+              f"{target:.3f} | {n if n is not None else '> ' + str(len(unc) - 1)} | "
               f"{'yes' if n is not None and n <= 6 else 'no'} |")
     if runs and not args.no_figure:
         figure(runs, sorted({r["case"] for r in runs}))
@@ -347,7 +366,7 @@ def figure(runs: list[dict], cases: list[str]) -> None:
                 curve = r["curves"][s]
                 ax.plot([row["round"] for row in curve], [metric(row) for row in curve],
                         color=colours[s], marker="o", ms=3, lw=1.2,
-                        ls="-" if r["seed"] == 0 else "--",
+                        ls=("-", "--", ":", "-.")[r["seed"] % 4],
                         label=f"{s} (seed {r['seed']})")
         ax.set_title(case)
         ax.set_xlabel("rounds of strokes added")
@@ -384,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--oracle-rounds", type=int, default=None,
                    help="fewer rounds for the oracle (default: --rounds)")
     a.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    a.add_argument("--start", default=None,
+                   help="TrainConfig.start instead of the default (e.g. scratch: a model far "
+                        "from its ceiling); tagged in the case name and the file name")
     c = sub.add_parser("compare")
     c.add_argument("--cases", nargs="+", default=list(COMPARE_CASES))
     c.add_argument("--steps", type=int, default=30)
@@ -401,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "annotate":
         for case in args.cases:
             for seed in args.seeds:
-                out = RESULTS / f"assistant_annotate_{case}_s{seed}.json"
+                tag = f"_{args.start}" if args.start else ""
+                out = RESULTS / f"assistant_annotate_{case}{tag}_s{seed}.json"
 
                 def save(run: dict[str, Any], out: Path = out) -> None:
                     info["loadavg_after"] = list(os.getloadavg())
