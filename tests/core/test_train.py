@@ -367,3 +367,24 @@ def test_entropy_ramp_reaches_every_step_and_restarts_the_snapshot_tracking(monk
     seen.clear()
     _drain(Trainer([(image, labels)], SMALL, _tc(steps=3, entropy_weight=1.5)).run())
     assert seen == [1.5] * 3  # no ramp: the full weight from the first step
+
+
+def test_the_set_up_fit_runs_on_the_threads_asked_for(monkeypatch):
+    import napari_unet_studio.core.train as train_mod
+
+    seen = []
+    real = train_mod.fit_pixel_branch
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "fit_pixel_branch", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        image, labels, _ = _task()
+        Trainer([(image, labels)], SMALL, _tc(steps=1), threads=1)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]

@@ -103,6 +103,9 @@ class Trainer:
         from .model import build_model
 
         self.train_config = tc = train_config or TrainConfig()
+        # the set-up already trains (the per-pixel fit, the adopted head): on the
+        # threads asked for, like the loop (run() applies them again in its thread)
+        prepare_runtime(threads)
         self.device = resolve_device(tc.device)
         start = str(tc.start).strip()
         self._start_kind, init = start_kind(start, init)
