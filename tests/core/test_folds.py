@@ -108,18 +108,10 @@ def test_boundary_and_agreement():
     assert agreement(pred, np.zeros_like(held))["balanced"] is None
 
 
-def test_evaluate_decoder_and_pick_best():
+def test_evaluate_decoder_and_pick_best(two_halves_task):
     from napari_unet_studio.core.compare import evaluate_decoder, pick_best
-    from napari_unet_studio.core.config import ModelConfig, TrainConfig
 
-    rng = np.random.default_rng(0)
-    image = rng.normal(0, 0.1, (48, 48)).astype(np.float32)
-    image[:, 24:] += 1.0
-    lab = np.zeros((48, 48), np.uint8)
-    lab[4:20, 4], lab[28:44, 8] = 1, 1
-    lab[4:20, 40], lab[28:44, 44] = 2, 2
-    tc = TrainConfig(steps=20, patch_size=32, batch_size=2, start="scratch", device="cpu")
-    mc = ModelConfig(width=4, depth=2)
+    image, lab, mc, tc = two_halves_task
     row, model = evaluate_decoder([(image, lab)], "bilinear", model_config=mc,
                                   train_config=tc, threads=1)
     assert row["folds"] == 2 and row["heldout_pixels"] == int((lab > 0).sum())
