@@ -149,8 +149,8 @@ def inmem(size: int, rounds: int = 2, record: bool = True) -> None:
     what the store itself costs) and in 4096 blocks (block borders): identical?
 
     The three runs are repeated ``rounds`` times in turn; the first round pays the
-    imports and first calls of each path (zarr writing, the model cache), so the ratios
-    are taken on the last round (every round is recorded)."""
+    imports and first calls of each path (zarr writing, the model cache); every round
+    is recorded with its own ratios, and the later rounds are the steady state."""
     import napari_unet_studio as nus
     from napari_unet_studio.core.config import TileConfig
 
@@ -225,6 +225,7 @@ def store(size: int, workers: int, block: int, resume: bool = False,
         if max_blocks and p.done - p.skipped >= max_blocks:
             stop.set()
     dt = time.perf_counter() - t0
+    phases = _phases(res)
     cores = max(1, workers)
     done_px = size * size if not res.cancelled else None
     row.update(size=size, workers=workers, threads_per_worker=1, block=block,
@@ -245,9 +246,9 @@ def store(size: int, workers: int, block: int, resume: bool = False,
                tiles=_tiles(size, size, block), tiles_in_memory=_tiles(size, size, None),
                max_rss_mb_per_block=[round(m) for m in res.max_rss_mb],
                max_rss_mb=round(max(res.max_rss_mb or [0])),
-               stats_seconds=round(res.stats_seconds, 2), phases=_phases(res),
+               stats_seconds=round(res.stats_seconds, 2), phases=phases,
                predict_px_per_s=(len(res.block_cpu_seconds) * block * block
-                                 / max(1e-9, _phases(res)["predict"])),
+                                 / max(1e-9, phases["predict"])),
                start_seconds=round(res.start_seconds, 2), load_after=os.getloadavg())
     # each worker's first block also imports torch and loads the model: the steady
     # state is the blocks after it

@@ -239,17 +239,17 @@ def iter_predict_module(
     def read_band(plane: Any, y0: int, lo: np.ndarray, scale: np.ndarray) -> np.ndarray:
         return _pad_end(apply_stats(_checked_block(plane[y0:y0 + t]), lo, scale), (t, wp))
 
+    given = None if stats is None else tuple(np.asarray(v, np.float64) for v in stats)
     for zi, z in enumerate(zs):
         plane = image if z is None else image[z]
         if channel_last and int(config.in_channels) == 1 and len(np.shape(plane)) == 3:
             plane = plane[..., 0]
-        if stats is None:
+        if given is None:
             lo, scale = plane_stats(plane, normalization, int(config.in_channels))
+        elif given[0].ndim == 2:  # one row per slice of a stack
+            lo, scale = (v[0 if z is None else z] for v in given)
         else:
-            lo, scale = (np.asarray(v, np.float64) for v in stats)
-            if lo.ndim == 2:  # one row per slice of a stack
-                row = 0 if z is None else z
-                lo, scale = lo[row], scale[row]
+            lo, scale = given
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(scale))):
             raise DataError("The image contains NaN or infinite values; replace them first.")
         acc = np.zeros((k, t, wp), dtype=np.float32)
