@@ -143,7 +143,8 @@ class TrainConfig(_DictConfig):
         patch, added to the loss (entropy minimisation): the network is asked to be sure
         everywhere, so the boundaries settle where the image changes, in the gaps the
         strokes leave around every object, instead of wherever the strokes' shape puts
-        them (0 = off; measured in docs/benchmarks.md).
+        them (0 = off; default 2, measured against 1 on the whole realistic suite in
+        docs/pretraining.md).
     entropy_ramp : float
         Fraction of the run over which the entropy term is brought in: its weight is 0
         over the first half of that fraction and rises linearly to ``entropy_weight`` at
@@ -205,7 +206,7 @@ class TrainConfig(_DictConfig):
     lr: float = 3e-3
     weight_decay: float = 1e-4
     dice_weight: float = 0.5
-    entropy_weight: float = 1.0
+    entropy_weight: float = 2.0
     entropy_ramp: float = 0.0
     seed: int = 0
     device: str = "auto"
