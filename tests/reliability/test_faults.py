@@ -223,6 +223,8 @@ def test_live_preview_layer_deleted_during_training(studio, qtbot, notes):
     viewer.layers.remove("img prediction")
     qtbot.wait(200)
     assert widget.train.running  # training goes on without its preview
+    # a step after the removal (the first preview can come before the first step)
+    qtbot.waitUntil(lambda: widget.train_panel.progress.value() >= 1, timeout=30000)
     widget.train_panel.stop_button.click()
     wait_idle(qtbot, widget)
     assert widget.model is not None and not notes.errors and not notes.warnings
