@@ -10,9 +10,16 @@ paints ``--boxes`` square regions of ``--box`` px; a region is chosen
 * ``random``: uniformly among the unpainted regions;
 * ``oracle``: where the prediction is most wrong (uses the truth: the upper bound).
 
-Painting a region = the skeleton and the long-axis line of every class present in it,
-kept 2 px inside the class and brushed 3 px wide (what a user paints after looking at
-the box). Every round **retrains from the same fixed start** (the engine's default start,
+Painting a region (:mod:`assistant_annotator`), ``--annotator``:
+
+* ``correct`` (default): what a user does who corrects the prediction in the box: a
+  stroke (skeleton and long-axis line) of every class present plus every wrongly
+  predicted pixel painted with its true class, brushed 3 px wide, kept ``--margin`` (1) px
+  from every class boundary, so the strokes reach the true boundaries;
+* ``inside`` (the earlier benchmark): the class strokes only, 2 px inside the class: they
+  never carry boundary information.
+
+Every round **retrains from the same fixed start** (the engine's default start,
 the same seed) for the same ``--steps`` on all the strokes painted so far: the model of
 round ``r`` depends only on the strokes, not on the rounds before it (continuing from the
 previous round's model with a restarted schedule made +-0.1 of noise per round). All
@@ -30,8 +37,8 @@ Run (fixed steps, no lock needed)::
     nice -n 19 .venv/bin/python bench/assistant.py compare
     .venv/bin/python bench/assistant.py report        # tables + docs/images figure
 
-Writes ``bench/results/assistant_annotate_<case>_s<seed>.json`` (after every round, so
-an interrupted run keeps its rounds) and
+Writes ``bench/results/assistant_annotate_<case>[_<start>][_inside]_s<seed>.json``
+(after every round, so an interrupted run keeps its rounds) and
 ``bench/results/assistant_compare_<case>.json``.
 """
 
@@ -91,76 +98,11 @@ def metric(row: dict) -> float:
 
 
 # ---------------------------------------------------------------------- annotator
-class Annotator:
-    """Paints the classes it sees in a box, from the truth (see the module docstring)."""
-
-    def __init__(self, truth: np.ndarray, inside: int = 2, width: int = 3) -> None:
-        from scipy import ndimage as ndi
-
-        self.truth = truth
-        self.width = width
-        self.allowed = np.zeros(truth.shape, bool)
-        for c in np.unique(truth):
-            self.allowed |= ndi.distance_transform_edt(np.pad(truth == c, 1))[1:-1, 1:-1] > inside
-
-    def paint(self, painted: np.ndarray, center: tuple[int, int], size: int) -> int:
-        """Paint the box around ``center`` (in place); returns the new painted pixels."""
-        import strokes as st
-        from scipy import ndimage as ndi
-        from skimage.morphology import skeletonize
-
-        h, w = painted.shape
-        y0, x0 = max(0, center[0] - size // 2), max(0, center[1] - size // 2)
-        sl = (slice(y0, min(h, y0 + size)), slice(x0, min(w, x0 + size)))
-        truth, allowed = self.truth[sl], self.allowed[sl]
-        view = painted[sl]
-        before = int(np.count_nonzero(view))
-        for c in np.unique(truth):
-            ok = allowed & (truth == c)
-            if ok.sum() < 6:
-                continue
-            # the skeleton follows the shape; the long-axis line paints a box that one
-            # class fills (whose skeleton is a point)
-            stroke = skeletonize(ok) | st._axis_line(ok)
-            if self.width > 1:
-                stroke = ndi.binary_dilation(stroke, iterations=(self.width - 1) // 2)
-            stroke &= ok & (view == 0)
-            view[stroke] = c
-        return int(np.count_nonzero(view)) - before
-
-
-def pick_regions(strategy: str, painted: np.ndarray, probs: np.ndarray, pred: np.ndarray,
-                 truth: np.ndarray, size: int, count: int, rng: np.random.Generator
-                 ) -> list[tuple[int, int]]:
-    """Centres of the regions to paint next."""
-    from napari_unet_studio.core.uncertainty import box_mean, uncertain_regions, uncertainty_map
-
-    if strategy == "uncertainty":
-        regions = uncertain_regions(uncertainty_map(probs, "entropy"), painted, size=size,
-                                    count=count)
-        return [r.center for r in regions]
-    if strategy == "oracle":
-        regions = uncertain_regions((pred != truth).astype(np.float32), painted, size=size,
-                                    count=count)
-        return [r.center for r in regions]
-    free = box_mean(painted != 0, size) <= 0.02
-    half = size // 2
-    free[:half], free[-half:], free[:, :half], free[:, -half:] = False, False, False, False
-    ys, xs = np.nonzero(free)
-    out: list[tuple[int, int]] = []
-    for i in rng.permutation(ys.size):
-        c = (int(ys[i]), int(xs[i]))
-        if all(max(abs(c[0] - o[0]), abs(c[1] - o[1])) >= size for o in out):
-            out.append(c)
-        if len(out) == count:
-            break
-    return out
-
-
 def annotate(name: str, seed: int, args: argparse.Namespace,
              save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every strategy on one image and seed; ``save(run)`` after every round."""
     import strokes as st
+    from assistant_annotator import Annotator, pick_regions
 
     from napari_unet_studio.core.config import TrainConfig
     from napari_unet_studio.core.infer import predict_image
@@ -171,7 +113,7 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
     painted0 = st.thin_out(strokes, args.start_share, seed=seed)
     tc = TrainConfig(steps=args.steps, device="cpu", seed=seed,  # the same for every round
                      **({"start": args.start} if args.start else {}))
-    annotator = Annotator(truth)
+    annotator = Annotator(truth, args.annotator, args.margin)
     cost: list[dict[str, float]] = []
 
     def fit(labels: np.ndarray) -> Any:  # always from the default start: init=None
@@ -190,21 +132,22 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
     pred0, probs0 = look(model0)
     first = {"round": 0, "painted": int(np.count_nonzero(painted0)), "added": 0,
              **score(pred0, truth, fg), **cost[-1]}
-    label = name if not args.start else f"{name} ({args.start})"
-    out: dict[str, Any] = {"case": label, "seed": seed, "foreground": fg, "steps": args.steps,
-                           "start": model0.record.get("start"), "curves": {}}
+    out: dict[str, Any] = {"case": run_label(name, args.start, args.annotator), "seed": seed,
+                           "foreground": fg, "steps": args.steps, "annotator": args.annotator,
+                           "margin": annotator.margin, "start": model0.record.get("start"),
+                           "curves": {}}
     print(f"{name} seed {seed}: round 0 {metric(first):.3f} ({first['painted']} px painted, "
           f"{first['step_s']} s/step)", flush=True)
     for strategy in args.strategies:
-        rounds = args.oracle_rounds if strategy == "oracle" and args.oracle_rounds else \
-            args.rounds
+        rounds = {"oracle": args.oracle_rounds,
+                  "uncertainty": args.uncertainty_rounds}.get(strategy) or args.rounds
         rng = np.random.default_rng([seed, 7])
         painted, pred, probs = painted0.copy(), pred0, probs0
         rows = out["curves"][strategy] = [first]
         for r in range(1, rounds + 1):
             centers = pick_regions(strategy, painted, probs, pred, truth, args.box, args.boxes,
                                    rng)
-            added = sum(annotator.paint(painted, c, args.box) for c in centers)
+            added = sum(annotator.paint(painted, c, args.box, pred) for c in centers)
             pred, probs = look(fit(painted))
             row = {"round": r, "painted": int(np.count_nonzero(painted)), "added": added,
                    "centers": [list(c) for c in centers], **score(pred, truth, fg), **cost[-1]}
@@ -217,6 +160,18 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
     out["step_s_median"] = float(np.median(steps))
     out["train_cpu_s_total"] = round(sum(c["train_cpu_s"] for c in cost), 1)
     return out
+
+
+def run_label(name: str, start: str | None, annotator: str) -> str:
+    """The case name of a run: ``name``, with its start and annotator when not the default."""
+    tags = [t for t in (start, None if annotator == "correct" else f"{annotator} strokes") if t]
+    return f"{name} ({', '.join(tags)})" if tags else name
+
+
+def result_path(name: str, start: str | None, annotator: str, seed: int) -> Path:
+    """``assistant_annotate_<case>[_<start>][_inside]_s<seed>.json``."""
+    tag = "".join(f"_{t}" for t in (start, None if annotator == "correct" else annotator) if t)
+    return RESULTS / f"assistant_annotate_{name}{tag}_s{seed}.json"
 
 
 # ------------------------------------------------------------------------ compare
@@ -275,12 +230,34 @@ def rounds_to_reach(curve: list[dict], target: float) -> int | None:
     return None
 
 
-def report(args: argparse.Namespace) -> int:
-    files = sorted(RESULTS.glob("assistant_annotate_*.json"))
-    runs = [r for f in files for r in json.loads(f.read_text())["runs"]]
-    for f in files:
+def load_runs(annotator: str) -> list[tuple[Path, dict, dict]]:
+    """``(file, machine, run)`` of every annotate result of that annotator mode.
+
+    Files written before the ``correct`` mode have no ``annotator`` key: ``inside``.
+    """
+    out = []
+    for f in sorted(RESULTS.glob("assistant_annotate_*.json")):
         d = json.loads(f.read_text())
-        m, r = d["machine"], d["runs"][0]
+        for r in d["runs"]:
+            if "annotator" not in r:
+                r["annotator"] = "inside"
+                start = r["case"].partition(" (")[2].rstrip(")") or None
+                r["case"] = run_label(r["case"].partition(" (")[0], start, "inside")
+            if r["annotator"] == annotator:
+                out.append((f, d["machine"], r))
+    return out
+
+
+def _reach(curves: dict, target: float) -> str:
+    n = rounds_to_reach(curves["uncertainty"], target)
+    return f"{n} ({target:.3f})" if n is not None else \
+        f"> {len(curves['uncertainty']) - 1} ({target:.3f})"
+
+
+def report(args: argparse.Namespace) -> int:
+    loaded = load_runs(args.annotator)
+    runs = [r for _, _, r in loaded]
+    for f, m, r in loaded:
         print(f"{f.name}: steps {r['steps']}, matmul peak {m['matmul_peak_1thread_gflops']} "
               f"GFLOP/s, load {m['loadavg'][0]:.1f}-{m.get('loadavg_after', [0])[0]:.1f}, "
               f"median s/step {r.get('step_s_median', '(unfinished)')}")
@@ -296,21 +273,25 @@ def report(args: argparse.Namespace) -> int:
                   f"{curve[-1]['painted']} |")
     if runs:
         print("\n| image | seed | round 0 | uncertainty r6 | random r10 | oracle (last) | "
-              "uncertainty rounds to random r10 | met |")
-        print("|---|---|---|---|---|---|---|---|")
+              "uncertainty rounds to random r10 | painted px: uncertainty then, random r10 | "
+              "met | stricter: rounds to random's best r1-10 |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         c = r["curves"]
         if len(c.get("random", [])) < 11 or "uncertainty" not in c:
-            print(f"| {r['case']} | {r['seed']} | incomplete | | | | | |")
+            print(f"| {r['case']} | {r['seed']} | incomplete | | | | | | | |")
             continue
         target = metric(c["random"][10])
         n = rounds_to_reach(c["uncertainty"], target)
+        best = max(metric(row) for row in c["random"][1:11])
         u6 = c["uncertainty"][min(6, len(c["uncertainty"]) - 1)]
         o = c.get("oracle", [{}])[-1]
         print(f"| {r['case']} | {r['seed']} | {metric(c['random'][0]):.3f} | {metric(u6):.3f} | "
               f"{target:.3f} | {_f(metric(o) if o else None)} (r{o.get('round', '-')}) | "
               f"{n if n is not None else '> ' + str(len(c['uncertainty']) - 1)} | "
-              f"{'yes' if n is not None and n <= 6 else 'no'} |")
+              f"{c['uncertainty'][n]['painted'] if n is not None else '-'}, "
+              f"{c['random'][10]['painted']} | "
+              f"{'yes' if n is not None and n <= 6 else 'no'} | {_reach(c, best)} |")
     full = [r for r in runs if len(r["curves"].get("random", [])) >= 11
             and len(r["curves"].get("uncertainty", [])) >= 7]
     if full:
@@ -325,7 +306,7 @@ def report(args: argparse.Namespace) -> int:
         print(f"| {case} | {len(rs)} | {' '.join(f'{v:.3f}' for v in unc[:7])} | "
               f"{target:.3f} | {n if n is not None else '> ' + str(len(unc) - 1)} | "
               f"{'yes' if n is not None and n <= 6 else 'no'} |")
-    if runs and not args.no_figure:
+    if runs and not args.no_figure and args.annotator == "correct":
         figure(runs, sorted({r["case"] for r in runs}))
     datas = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("assistant_compare_*.json"))]
     cases = [(d["machine"], c) for d in datas for c in d["cases"] if "best" in c]
@@ -358,20 +339,25 @@ def figure(runs: list[dict], cases: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(cases), figsize=(4.6 * len(cases), 3.6), squeeze=False)
+    fig, axes = plt.subplots(2, len(cases), figsize=(4.6 * len(cases), 7.0), squeeze=False)
     colours = {"uncertainty": "tab:blue", "random": "tab:orange", "oracle": "tab:green"}
-    for ax, case in zip(axes[0], cases):
+    for col, case in enumerate(cases):
         for r in (r for r in runs if r["case"] == case):
             for s in (s for s in STRATEGIES if s in r["curves"]):
                 curve = r["curves"][s]
-                ax.plot([row["round"] for row in curve], [metric(row) for row in curve],
-                        color=colours[s], marker="o", ms=3, lw=1.2,
-                        ls=("-", "--", ":", "-.")[r["seed"] % 4],
-                        label=f"{s} (seed {r['seed']})")
-        ax.set_title(case)
-        ax.set_xlabel("rounds of strokes added")
-        ax.set_ylabel("nucleus IoU" if case.startswith(("bbbc", "scratch")) else "mean IoU")
-        ax.grid(alpha=0.3)
+                style = dict(color=colours[s], marker="o", ms=3, lw=1.2,
+                             ls=("-", "--", ":", "-.")[r["seed"] % 4],
+                             label=f"{s} (seed {r['seed']})")
+                y = [metric(row) for row in curve]
+                axes[0][col].plot([row["round"] for row in curve], y, **style)
+                axes[1][col].plot([row["painted"] for row in curve], y, **style)
+        ylabel = "nucleus IoU" if case.startswith(("bbbc", "scratch")) else "mean IoU"
+        axes[0][col].set_title(case)
+        axes[0][col].set_xlabel("rounds of strokes added (2 boxes of 48 px each)")
+        axes[1][col].set_xlabel("painted pixels")
+        for ax in axes[:, col]:
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
@@ -402,6 +388,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="training steps of every round's retraining from the default start")
     a.add_argument("--oracle-rounds", type=int, default=None,
                    help="fewer rounds for the oracle (default: --rounds)")
+    a.add_argument("--uncertainty-rounds", type=int, default=None,
+                   help="fewer rounds for uncertainty (default: --rounds; the goal needs 6)")
+    a.add_argument("--annotator", default="correct", choices=("correct", "inside"),
+                   help="correct: class strokes plus the prediction's errors in the box, up "
+                        "to --margin px from the boundaries (default); inside: class strokes "
+                        "only, 2 px inside (the earlier benchmark)")
+    a.add_argument("--margin", type=int, default=None,
+                   help="px kept free on each side of a class boundary (default 1 for "
+                        "correct, 2 for inside)")
     a.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     a.add_argument("--start", default=None,
                    help="TrainConfig.start instead of the default (e.g. scratch: a model far "
@@ -412,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--folds", type=int, default=2)
     r = sub.add_parser("report")
     r.add_argument("--no-figure", action="store_true")
+    r.add_argument("--annotator", default="correct", choices=("correct", "inside"),
+                   help="which annotator's runs to report (the figure: correct only)")
     args = p.parse_args(argv)
     import torch
 
@@ -423,8 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "annotate":
         for case in args.cases:
             for seed in args.seeds:
-                tag = f"_{args.start}" if args.start else ""
-                out = RESULTS / f"assistant_annotate_{case}{tag}_s{seed}.json"
+                out = result_path(case, args.start, args.annotator, seed)
 
                 def save(run: dict[str, Any], out: Path = out) -> None:
                     info["loadavg_after"] = list(os.getloadavg())
