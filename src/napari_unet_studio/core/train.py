@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import DEFAULT_NORMALIZATION, TrainedModel, now_iso
+from .checkpoint import DEFAULT_NORMALIZATION, TrainedModel
 from .config import ModelConfig, TileConfig, TrainConfig
 from .data import TrainingData, class_weights
 from .device import amp_dtype, cuda_batch_size, is_oom, prepare_runtime, resolve_device
@@ -26,7 +26,8 @@ from .holdout import held_out, holdout_split
 from .losses import entropy_weight_at
 from .model import freeze_batch_norm, has_batch_norm, recalibrate_batch_norm
 from .pretrained import SEMANTIC_THRESHOLD
-from .progress import TrainProgress, one_cycle_lr, run_to_end, versions
+from .progress import TrainProgress, one_cycle_lr, run_to_end
+from .record import training_record
 from .starts import (
     adopt_head,
     apply_start,
@@ -406,38 +407,14 @@ class Trainer:
             state = self._calibrated(state, batches=8).state_dict()
             calibrated = True
         weights = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-        tc = self.train_config
-        record: dict[str, Any] = {
-            "steps": self._step,
-            "best_step": best_step,
-            "seconds": round(self._elapsed, 3),
-            "seed": tc.seed,
-            "device": str(self.device),
-            "decoder": self.model_config.decoder,
-            "data_shapes": [list(s) for s in self._data.shapes],
-            "labeled_pixels": [int(c) for c in self._data.class_counts],
-            "final_loss": None if math.isnan(self._last_loss) else self._last_loss,
-            "best_loss": None if math.isinf(best_loss) else best_loss,
-            "batch_size": self._batch_size,
-            "batch_norm_recalibrated": calibrated,
-            "train_config": tc.to_dict(),
-            "runtime": dict(self._runtime),
-            "versions": versions(),
-            "created": now_iso(),
-        }
-        record["start"] = self.start_description
-        record["head_start"] = self.head_start
-        if self.pixel_fit:
-            record["pixel_fit"] = dict(self.pixel_fit)
-        if self.pretrained is not None:
-            record["pretrained"] = {"file": self.pretrained.file,
-                                    "sha256": self.pretrained.sha256,
-                                    **self.pretrained.provenance}
-        if self.class_names:
-            record["class_names"] = list(self.class_names)
-        if self._init_record is not None:
-            record["init_from"] = self._init_record.get("created", "a saved model")
-            record["init_steps"] = self._init_record.get("steps")
+        record = training_record(
+            model_config=self.model_config, train_config=self.train_config, data=self._data,
+            steps=self._step, best_step=best_step, seconds=self._elapsed,
+            device=str(self.device), final_loss=self._last_loss, best_loss=best_loss,
+            batch_size=self._batch_size, calibrated=calibrated, runtime=self._runtime,
+            start=self.start_description, head_start=self.head_start,
+            pixel_fit=self.pixel_fit, pretrained=self.pretrained,
+            class_names=self.class_names, init_record=self._init_record)
         return TrainedModel(self.model_config, weights, dict(self.normalization), record)
 
     snapshot = result  # name used in docs/architecture.md
