@@ -171,9 +171,12 @@ class _Distributed:
         if scheduler:
             self.client = Client(scheduler)
         else:
+            from ..core.malloc import child_environ
+
+            # the workers run torch in task threads: one malloc arena (core/malloc.py)
             self.cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1,
                                         processes=True, dashboard_address=None,
-                                        memory_limit=memory_limit or "auto")
+                                        memory_limit=memory_limit or "auto", env=child_environ({}))
             self.client = Client(self.cluster)
 
     def submit(self, fn, *args):

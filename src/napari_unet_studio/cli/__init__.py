@@ -52,6 +52,9 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 = success)."""
+    from ..core.malloc import tune_malloc
+
+    tune_malloc()  # first, before any thread allocates: glibc's arena limit holds only then
     parser = build_parser()
     args = parser.parse_args(argv)
     user_errors: tuple[type[BaseException], ...] = (OSError, ValueError)

@@ -7,10 +7,7 @@ silently, because a user who asked for the GPU must know when it is not used.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import sys
 import threading
 from dataclasses import dataclass
 
@@ -18,6 +15,7 @@ import torch
 
 from .anisotropy import VOLUME_CPU
 from .errors import DeviceError
+from .malloc import tune_malloc
 
 __all__ = [
     "DeviceInfo",
@@ -32,10 +30,7 @@ __all__ = [
     "VOLUME_CPU",
 ]
 
-_NO_MALLOPT_ENV = "NAPARI_UNET_STUDIO_NO_MALLOPT"
 _THREADS_ENV = "NAPARI_UNET_STUDIO_THREADS"
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
 _runtime_lock = threading.Lock()
 _runtime_state: dict[str, object] = {}
 
@@ -208,40 +203,6 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-def tune_malloc() -> bool:
-    """Stop glibc from unmapping and re-faulting large freed buffers (Linux only).
-
-    With default settings glibc serves every allocation above the (dynamic) mmap
-    threshold with a fresh ``mmap`` and unmaps it when freed, so the ~32 MiB
-    activation buffers of a convolutional network are page-faulted back in on every
-    training step. We measured this at 35-51 % of CPU time in conv training;
-    ``mallopt(M_MMAP_MAX, 0)`` plus a high ``M_TRIM_THRESHOLD`` made training
-    1.6-1.8x faster. The memory stays in the process heap for reuse instead.
-
-    Set the environment variable ``NAPARI_UNET_STUDIO_NO_MALLOPT=1`` to opt out.
-
-    Returns
-    -------
-    bool
-        True if the settings were applied.
-    """
-    if os.environ.get(_NO_MALLOPT_ENV, "").strip() not in ("", "0"):
-        return False
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # noqa: B018 - glibc only (musl has no mallopt knobs)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    ok_mmap = mallopt(_M_MMAP_MAX, 0) == 1
-    ok_trim = mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
-    return ok_mmap and ok_trim
 
 
 def prepare_runtime(threads: int | None = None) -> dict[str, object]:

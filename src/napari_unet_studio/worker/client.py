@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.malloc import child_environ
 from .job import TERMINAL, Job
 from .protocol import (
     DONE,
@@ -147,7 +148,7 @@ class WorkerClient:
                     "session_dir": str(self._session),
                     # PDEATHSIG fires when the *thread* that started the child ends
                     "pdeathsig": threading.current_thread() is threading.main_thread()}
-        env = dict(os.environ)
+        env = child_environ()  # one malloc arena: core/malloc.py
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
             with open(self._log, "wb") as log:
