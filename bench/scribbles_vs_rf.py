@@ -125,6 +125,7 @@ class Variant:
     start: float = PAIRWISE_START
     tta: tuple[int, ...] = (1,)  # prediction variants from the same model: 1 = plain, 8 = TTA
     cutmix: float | None = None  # None: the engine's default
+    weights: str | None = None  # TrainConfig.start ("scratch", ...); None: the engine's default
 
 
 def engine_has_pairwise() -> bool:
@@ -147,6 +148,8 @@ def make_trainer(data: dict, variant: Variant, steps: int | None, seed: int,
                                  "device": "cpu"}
     if variant.cutmix is not None:
         tc_kwargs["cutmix"] = variant.cutmix
+    if variant.weights is not None:
+        tc_kwargs["start"] = variant.weights
     pairs = [(data["image"], data["scribbles"])]
     if not variant.pairwise:
         return Trainer(pairs, None, TrainConfig(**tc_kwargs), threads=threads)
@@ -258,6 +261,7 @@ def run_unet(data: dict, variant: Variant, seed: int, steps: int | None,
         res.update(variant=variant.name + ("" if n == 1 else f" + TTA x{n}"), seed=seed,
                    steps=int(model.record["steps"]), best_step=model.record.get("best_step"),
                    threads=model.record.get("runtime", {}).get("threads"),
+                   start=trainer.start_description, head_start=getattr(trainer, "head_start", None),
                    last_weights_metric=last_res[data["metric"]], train_wall_s=round(train_s, 1),
                    predict_wall_s=round(time.perf_counter() - t1, 2))
         out.append(res)
@@ -364,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="train with time_limit=seconds on all cores (no calibration)")
     parser.add_argument("--out", type=Path, default=RESULTS / "scribbles_vs_rf.json")
     parser.add_argument("--variants", nargs="+", default=["rf", "default", "nocutmix"],
-                        choices=["rf", "default", "nocutmix", "pairwise"], help="what to run")
+                        choices=["rf", "default", "nocutmix", "scratch", "pairwise"],
+                        help="what to run")
     parser.add_argument("--no-lock", action="store_true",
                         help="do not wait for /tmp/bench.lock (CPU-time calibration still works)")
     parser.add_argument("--doc", action="store_true",
@@ -385,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                f"from {args.start:.0%})")
     chosen = {"default": Variant("U-Net (engine defaults)", tta=(1, 8)),
               "nocutmix": Variant("U-Net (defaults, CutMix off)", cutmix=0.0),
+              "scratch": Variant("U-Net (defaults, random start)", weights="scratch"),
               "pairwise": Variant(pw_name, pairwise=args.pairwise, sigma=args.sigma,
                                   start=args.start, tta=(1, 8))}
     variants = [v for k, v in chosen.items() if k in args.variants]
