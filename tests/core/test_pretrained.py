@@ -294,3 +294,37 @@ def test_default_start_uses_the_prior_only_where_it_fits_the_strokes():
         assert auto.start_description.startswith("scratch (pretrained prior not used")
         for k, v in scratch.model.state_dict().items():
             assert torch.equal(v, auto.model.state_dict()[k]), k
+
+
+def test_object_strokes_the_head_contradicts_keep_the_features_with_a_new_head(monkeypatch):
+    """Between ``SEMANTIC_THRESHOLD`` and ``HEAD_THRESHOLD`` the task is object-like but
+    the pretrained head gets too many painted pixels wrong: the pretrained features stay,
+    the output layer starts new (here forced by a threshold no head can reach)."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from napari_unet_studio.core import pretrained
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench import datasets, strokes
+
+    _shipped()
+    image, truth = next((i, t) for n, i, t in datasets.bbbc007_pairs("eval") if n == "A9_p7d")
+    image, truth = image[100:228, 100:228], truth[100:228, 100:228]
+    pairs = [(image, strokes.gap_strokes(truth, seed=0))]
+    adopted = Trainer(pairs, None, _tc(patch_size=64))
+    monkeypatch.setattr(pretrained, "HEAD_THRESHOLD", 1.01)
+    kept = Trainer(pairs, None, _tc(patch_size=64))
+    scratch = Trainer(pairs, None, _tc(patch_size=64, start="scratch"))
+    assert adopted.head_start.startswith("pretrained object head")
+    assert kept.pretrained is not None and kept.start_description.startswith("pretrained")
+    assert kept.head_start.startswith("new, pretrained features kept")
+    own, ref = kept.model.state_dict(), adopted.model.state_dict()
+    assert torch.equal(own["encoder.0.0.weight"], ref["encoder.0.0.weight"])  # features
+    assert not torch.equal(own["encoder.0.0.weight"],
+                           scratch.model.state_dict()["encoder.0.0.weight"])
+    assert not torch.equal(own["head.weight"], ref["head.weight"])  # a new output layer
+    _, model = _drain(kept.run())
+    assert model.record["head_start"] == kept.head_start

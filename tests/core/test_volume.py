@@ -280,3 +280,20 @@ def test_3d_starts_from_the_shipped_2d_weights_inflated():
     run_to_end(trainer.run())
     pred = predict_image(trainer.result(), image).labels
     assert ((pred == 2) & ball).sum() / ((pred == 2) | ball).sum() > 0.8  # after 4 steps
+
+
+def test_3d_adopts_the_head_where_a_2d_model_would_keep_only_the_features(monkeypatch):
+    """``HEAD_THRESHOLD`` applies to 2D models only (a 3D model with a new head collapsed
+    on the volume benchmark): with a threshold no head reaches, the 3D model still adopts
+    the pretrained head and the 2D model on the same data keeps only the features."""
+    from napari_unet_studio.core import pretrained
+    from napari_unet_studio.core.train import Trainer
+
+    image, labels, _ = _ball_volume()
+    monkeypatch.setattr(pretrained, "HEAD_THRESHOLD", 1.01)
+    tc = TrainConfig(steps=1, patch_size=24, batch_size=2, seed=0)
+    three = Trainer([(image, labels)], None, tc, arch={"dims": 3})
+    two = Trainer([(image[z], labels[z]) for z in range(image.shape[0]) if labels[z].any()],
+                  None, tc)
+    assert three.head_start.startswith("pretrained object head")
+    assert two.head_start.startswith("new, pretrained features kept")

@@ -170,14 +170,15 @@ class TrainConfig(_DictConfig):
         shipped with napari-unet-studio (trained on generated scenes, public photos and
         BBBC007 nuclei; docs/pretraining.md) where they fit the task: 2 classes whose
         strokes the pretrained object/background head already separates (nuclei-like
-        objects on a background); otherwise random weights, and the model record and the
-        first progress message say why. ``"pretrained-features"``: the shipped weights
-        for any task (1-4 channels, any class count, a new output layer); measured worse
-        than random weights on photos. ``"scratch"``: random weights. A path to a saved
-        model (``.pt``): start from that model's weights (its architecture and
-        normalisation; a new output layer if the classes differ). The shipped weights
-        fit the default depth, width and norm (every decoder); other architectures fall
-        back to random weights.
+        objects on a background; its output layer too where it gets at most 5 % of the
+        painted pixels wrong, a new one otherwise for 2D models); otherwise random
+        weights, and the model record and the first progress message say why.
+        ``"pretrained-features"``: the shipped weights for any task (1-4 channels, any
+        class count, a new output layer); measured worse than random weights on photos.
+        ``"scratch"``: random weights. A path to a saved model (``.pt``): start from that
+        model's weights (its architecture and normalisation; a new output layer if the
+        classes differ). The shipped weights fit the default depth, width and norm
+        (every decoder); other architectures fall back to random weights.
     start_lr : float or None
         With a pretrained or model-file start: peak learning rate of the weights that
         come from the start, while a new output layer trains with ``lr``. Lower than

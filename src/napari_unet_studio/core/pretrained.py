@@ -45,6 +45,7 @@ __all__ = [
     "map_first_conv",
     "semantic_head",
     "provenance_text",
+    "HEAD_THRESHOLD",
 ]
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
@@ -54,6 +55,11 @@ FIRST_CONV = "encoder.0.0.weight"  # the first 3x3 convolution of the encoder
 _ARCH_KEYS = ("depth", "width", "norm", "dims", "progressive")
 _SEMANTIC = (8, 10)  # output channels of the pretrained object/background head
 SEMANTIC_THRESHOLD = 0.75
+# 2D models load the pretrained head only when it gets at most 5 % of the painted pixels
+# wrong (balanced); between the two thresholds the prior fits the task (object-like
+# classes) but its boundaries contradict the strokes: the features are kept, the head is
+# new (3D models adopt from SEMANTIC_THRESHOLD: core/starts.py adopt_head)
+HEAD_THRESHOLD = 0.95
 
 
 class PretrainedError(ModelFileError):
@@ -246,7 +252,7 @@ def start_state(
 
 def semantic_head(
     model: torch.nn.Module, pre: Pretrained, batches: list[tuple[torch.Tensor, torch.Tensor]],
-    threshold: float = SEMANTIC_THRESHOLD,
+    threshold: float = SEMANTIC_THRESHOLD, adopt: float = HEAD_THRESHOLD,
 ) -> tuple[str, float]:
     """For a 2-class model: start the output layer from the pretrained object/background
     head when it already agrees with the painted pixels.
@@ -255,13 +261,16 @@ def semantic_head(
     background). Both assignments (class 1 = background or class 1 = object) are scored
     by their balanced accuracy on the painted pixels of ``batches`` (patches and labels,
     0 = not painted), in eval mode. The better one is loaded into ``model.head`` if it
-    reaches ``threshold``; otherwise the head stays new (random), e.g. for photos.
+    reaches ``adopt``. From ``threshold`` to ``adopt`` the task is object-like but the
+    head contradicts part of the strokes (measured: the pretrained head then costs up to
+    0.09 nucleus IoU, docs/benchmarks.md): the head stays new and the caller keeps the
+    pretrained features. Below ``threshold`` the head stays new (e.g. for photos).
 
     Returns
     -------
     (str, float)
-        ``"background-object"``, ``"object-background"`` or ``"new"``, and the balanced
-        accuracy of the better assignment.
+        ``"background-object"``, ``"object-background"``, ``"features"`` (object-like,
+        head not loaded) or ``"new"``, and the balanced accuracy of the better assignment.
     """
     chans = pre.model.record.get("semantic_channels") or _SEMANTIC
     src = pre.model.state_dict
@@ -296,6 +305,8 @@ def semantic_head(
     score = float(balanced[best])
     if score < threshold:
         return "new", score
+    if score < adopt:
+        return "features", score
     order = [0, 1] if best == 0 else [1, 0]
     with torch.no_grad():
         head.weight.copy_(weight[order].to(head.weight))

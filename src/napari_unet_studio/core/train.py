@@ -77,7 +77,9 @@ class Trainer:
     pretrained_head : bool
         With the pretrained start and 2 classes: start the output layer from the
         pretrained object/background head when it agrees with the painted pixels
-        (:func:`~napari_unet_studio.core.pretrained.semantic_head`).
+        (:func:`~napari_unet_studio.core.pretrained.semantic_head`; balanced accuracy
+        at least ``HEAD_THRESHOLD``). Object-like strokes it fits less well keep the
+        pretrained features with a new output layer.
 
     Raises
     ------
@@ -146,12 +148,13 @@ class Trainer:
             "all" if self._start_kind == "file" else "none")
         self.model = model.to(self.device)
         self._frozen_norm = bool(tc.freeze_norm) and self._started_from != "none"
-        self.head_start = "new"
+        self.head_start, head_kind = "new", "new"
         if self.pretrained is not None and pretrained_head and self.model_config.num_classes == 2:
-            self.head_start = adopt_head(self.model, self.pretrained, self._data, tc, self.device)
-            if self.head_start.startswith("pretrained"):
+            head_kind, self.head_start = adopt_head(self.model, self.pretrained, self._data, tc,
+                                                    self.device)
+            if head_kind == "adopted":
                 self._started_from = "adopted"
-        if self.pretrained and start == "pretrained" and self._started_from != "adopted":
+        if self.pretrained and start == "pretrained" and head_kind == "new":
             self._prior_does_not_fit(random_state)
         self._sampler = self._training_sampler(self._data)
         self._weights = self._class_weight_tensor(self._data)
