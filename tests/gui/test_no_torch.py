@@ -46,6 +46,8 @@ def test_opening_the_dock_imports_no_torch():
     assert set(out["core_modules"]) <= {"napari_unet_studio.core",
                                         "napari_unet_studio.core.anisotropy",  # numpy only
                                         "napari_unet_studio.core.uncertainty",  # numpy only
+                                        # stdlib only: the worker's environment, no mallopt
+                                        "napari_unet_studio.core.malloc",
                                         "napari_unet_studio.core.config",
                                         "napari_unet_studio.core.errors"}
     assert len(out["decoders"]) >= 5 and "bilinear" in out["decoders"]
