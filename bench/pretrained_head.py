@@ -3,8 +3,10 @@
 For every 2-class realistic case and seed (``bench/realistic_cases.py``) and the two
 nuclei cases of ``bench/scribbles_vs_rf.py``, builds the product's ``Trainer`` with the
 default start and prints its ``head_start``: whether the pretrained object/background
-head was adopted and its balanced accuracy on the painted pixels (the engine adopts it
-from ``SEMANTIC_THRESHOLD``). No training; about a minute on two cores.
+head was adopted and its balanced accuracy on the painted pixels (2D models adopt it
+from ``HEAD_THRESHOLD`` and keep only the pretrained features from
+``SEMANTIC_THRESHOLD``; ``bench/results/pretrained_head.txt`` was written before that
+rule, when every score from 0.75 adopted). No training; about a minute on two cores.
 
     python bench/pretrained_head.py > bench/results/pretrained_head.txt
 """

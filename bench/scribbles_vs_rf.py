@@ -261,7 +261,7 @@ def run_unet(data: dict, variant: Variant, seed: int, steps: int | None,
         res.update(variant=variant.name + ("" if n == 1 else f" + TTA x{n}"), seed=seed,
                    steps=int(model.record["steps"]), best_step=model.record.get("best_step"),
                    threads=model.record.get("runtime", {}).get("threads"),
-                   start=trainer.start_description, head_start=getattr(trainer, "head_start", None),
+                   start=trainer.start_description, head_start=trainer.head_start,
                    last_weights_metric=last_res[data["metric"]], train_wall_s=round(train_s, 1),
                    predict_wall_s=round(time.perf_counter() - t1, 2))
         out.append(res)
