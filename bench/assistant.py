@@ -135,7 +135,7 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
     out: dict[str, Any] = {"case": run_label(name, args.start, args.annotator), "seed": seed,
                            "foreground": fg, "steps": args.steps, "annotator": args.annotator,
                            "margin": annotator.margin, "start": model0.record.get("start"),
-                           "curves": {}}
+                           "explore": args.explore, "curves": {}}
     print(f"{name} seed {seed}: round 0 {metric(first):.3f} ({first['painted']} px painted, "
           f"{first['step_s']} s/step)", flush=True)
     for strategy in args.strategies:
@@ -146,7 +146,7 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
         rows = out["curves"][strategy] = [first]
         for r in range(1, rounds + 1):
             centers = pick_regions(strategy, painted, probs, pred, truth, args.box, args.boxes,
-                                   rng)
+                                   rng, args.explore)
             added = sum(annotator.paint(painted, c, args.box, pred) for c in centers)
             pred, probs = look(fit(painted))
             row = {"round": r, "painted": int(np.count_nonzero(painted)), "added": added,
@@ -160,6 +160,26 @@ def annotate(name: str, seed: int, args: argparse.Namespace,
     out["step_s_median"] = float(np.median(steps))
     out["train_cpu_s_total"] = round(sum(c["train_cpu_s"] for c in cost), 1)
     return out
+
+
+def kept_curves(out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The curves of an earlier run in ``out`` that this run does not redo.
+
+    With ``--keep-others`` the strategies not in ``--strategies`` keep their stored
+    curves (random and the oracle do not depend on the uncertainty ranking); an earlier
+    ``uncertainty`` curve that this run redoes with another ``--explore`` is kept as
+    ``uncertainty (explore X)``. Returns ``{"curves": ..., "from": settings or None}``.
+    """
+    if not args.keep_others or not out.exists():
+        return {"curves": {}, "from": None}
+    old = json.loads(out.read_text())
+    run = old["runs"][0]
+    curves = {k: v for k, v in run["curves"].items() if k not in args.strategies}
+    old_explore = run.get("explore", 0.0)  # runs before the option: the entropy alone
+    if "uncertainty" in args.strategies and "uncertainty" in run["curves"] and \
+            old_explore != args.explore:
+        curves[f"uncertainty (explore {old_explore:g})"] = run["curves"]["uncertainty"]
+    return {"curves": curves, "from": {"machine": old["machine"], "settings": old["settings"]}}
 
 
 def run_label(name: str, start: str | None, annotator: str) -> str:
@@ -306,6 +326,7 @@ def report(args: argparse.Namespace) -> int:
         print(f"| {case} | {len(rs)} | {' '.join(f'{v:.3f}' for v in unc[:7])} | "
               f"{target:.3f} | {n if n is not None else '> ' + str(len(unc) - 1)} | "
               f"{'yes' if n is not None and n <= 6 else 'no'} |")
+    explore_table(full)
     if runs and not args.no_figure and args.annotator == "correct":
         figure(runs, sorted({r["case"] for r in runs}))
     datas = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("assistant_compare_*.json"))]
@@ -333,6 +354,28 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def explore_table(runs: list[dict]) -> None:
+    """The uncertainty curve against an earlier one with another ``explore`` weight."""
+    pairs = [(r, k) for r in runs for k in r["curves"] if k.startswith("uncertainty (")]
+    if not pairs:
+        return
+    print("\nThe ranking with and without the distance to the painted pixels (same round 0, "
+          "random and oracle):\n\n| image | seed | ranking | uncertainty r0..r6 | mean r1-6 | "
+          "rounds to random r10 | rounds to random's best r1-10 |\n|---|---|---|---|---|---|---|")
+    for r, key in pairs:
+        c = r["curves"]
+        target = metric(c["random"][10])
+        best = max(metric(row) for row in c["random"][1:11])
+        for label, curve in ((f"explore {r.get('explore', 0):g}", c["uncertainty"]),
+                             (key.partition(" (")[2].rstrip(")"), c[key])):
+            n = rounds_to_reach(curve, target)
+            nb = rounds_to_reach(curve, best)
+            print(f"| {r['case']} | {r['seed']} | {label} | "
+                  f"{' '.join(f'{metric(row):.3f}' for row in curve[:7])} | "
+                  f"{np.mean([metric(row) for row in curve[1:7]]):.3f} | "
+                  f"{n if n is not None else '> 6'} | {nb if nb is not None else '> 6'} |")
+
+
 def figure(runs: list[dict], cases: list[str]) -> None:
     import matplotlib
 
@@ -343,9 +386,10 @@ def figure(runs: list[dict], cases: list[str]) -> None:
     colours = {"uncertainty": "tab:blue", "random": "tab:orange", "oracle": "tab:green"}
     for col, case in enumerate(cases):
         for r in (r for r in runs if r["case"] == case):
-            for s in (s for s in STRATEGIES if s in r["curves"]):
+            earlier = [k for k in r["curves"] if k.startswith("uncertainty (")]
+            for s in [s for s in STRATEGIES if s in r["curves"]] + earlier:
                 curve = r["curves"][s]
-                style = dict(color=colours[s], marker="o", ms=3, lw=1.2,
+                style = dict(color=colours.get(s, "tab:purple"), marker="o", ms=3, lw=1.2,
                              ls=("-", "--", ":", "-.")[r["seed"] % 4],
                              label=f"{s} (seed {r['seed']})")
                 y = [metric(row) for row in curve]
@@ -388,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="training steps of every round's retraining from the default start")
     a.add_argument("--oracle-rounds", type=int, default=None,
                    help="fewer rounds for the oracle (default: --rounds)")
+    a.add_argument("--explore", type=float, default=None,
+                   help="uncertainty: weight of the distance to the painted pixels "
+                        "(default: the product's, uncertainty.EXPLORE; 0: entropy alone)")
+    a.add_argument("--keep-others", action="store_true",
+                   help="keep the stored curves of the strategies not run (and an earlier "
+                        "uncertainty curve with another --explore) in the result file")
     a.add_argument("--uncertainty-rounds", type=int, default=None,
                    help="fewer rounds for uncertainty (default: --rounds; the goal needs 6)")
     a.add_argument("--annotator", default="correct", choices=("correct", "inside"),
@@ -418,14 +468,21 @@ def main(argv: list[str] | None = None) -> int:
         return report(args)
     info = machine()
     if args.cmd == "annotate":
+        from napari_unet_studio.core.uncertainty import EXPLORE
+
+        args.explore = EXPLORE if args.explore is None else float(args.explore)
         for case in args.cases:
             for seed in args.seeds:
                 out = result_path(case, args.start, args.annotator, seed)
 
-                def save(run: dict[str, Any], out: Path = out) -> None:
+                kept = kept_curves(out, args)
+
+                def save(run: dict[str, Any], out: Path = out, kept: dict = kept) -> None:
                     info["loadavg_after"] = list(os.getloadavg())
+                    run["curves"] = {**kept["curves"], **run["curves"]}
+                    extra = {"kept_from": kept["from"]} if kept["from"] else {}
                     out.write_text(json.dumps({"machine": info, "settings": vars(args),
-                                               "runs": [run]}, indent=1))
+                                               "runs": [run], **extra}, indent=1))
 
                 save(annotate(case, seed, args, save))
                 print(f"wrote {out}")

@@ -110,18 +110,29 @@ class Annotator:
 
 
 def pick_regions(strategy: str, painted: np.ndarray, probs: np.ndarray, pred: np.ndarray,
-                 truth: np.ndarray, size: int, count: int, rng: np.random.Generator
-                 ) -> list[tuple[int, int]]:
-    """Centres of the ``count`` regions of ``size`` px to paint next."""
-    from napari_unet_studio.core.uncertainty import box_mean, uncertain_regions, uncertainty_map
+                 truth: np.ndarray, size: int, count: int, rng: np.random.Generator,
+                 explore: float | None = None) -> list[tuple[int, int]]:
+    """Centres of the ``count`` regions of ``size`` px to paint next.
+
+    ``explore``: the uncertainty strategy's weight of the distance to the painted pixels
+    (None: the product's default, ``uncertainty.EXPLORE``; 0: the entropy alone). The
+    oracle ranks by the error alone.
+    """
+    from napari_unet_studio.core.uncertainty import (
+        EXPLORE,
+        box_mean,
+        uncertain_regions,
+        uncertainty_map,
+    )
 
     if strategy == "uncertainty":
         regions = uncertain_regions(uncertainty_map(probs, "entropy"), painted, size=size,
-                                    count=count)
+                                    count=count,
+                                    explore=EXPLORE if explore is None else explore)
         return [r.center for r in regions]
     if strategy == "oracle":
         regions = uncertain_regions((pred != truth).astype(np.float32), painted, size=size,
-                                    count=count)
+                                    count=count, explore=0.0)
         return [r.center for r in regions]
     free = box_mean(painted != 0, size) <= 0.02
     half = size // 2

@@ -9,6 +9,7 @@ from napari_unet_studio.core.uncertainty import (
     box_mean,
     disagreement_map,
     entropy_map,
+    exploration_weight,
     margin_map,
     predict_uncertainty,
     to_uint8,
@@ -85,6 +86,49 @@ def test_regions_rank_and_skip_painted():
     assert nxt and all(max(abs(r.center[0] - 65), abs(r.center[1] - 65)) >= 10 for r in nxt)
     assert (25, 75) in [r.center for r in nxt]
     assert uncertain_regions(np.zeros((50, 50)), size=10) == []
+
+
+def test_exploration_weight_grows_with_the_distance_to_the_strokes():
+    painted = np.zeros((20, 200), np.uint8)
+    assert np.all(exploration_weight(painted, 10, 2.0) == 3.0)  # nothing painted: uniform
+    painted[:, 0] = 1
+    w = exploration_weight(painted, 10, explore=2.0, distance=4.0)  # full weight at 40 px
+    assert w[5, 0] == pytest.approx(1.0)
+    assert w[5, 20] == pytest.approx(2.0)  # half-way: 1 + 2 * 20 / 40
+    assert np.all(w[:, 40:] == pytest.approx(3.0))
+    assert np.all(np.diff(w[5]) >= 0)
+    assert np.all(exploration_weight(painted, 10, explore=0.0) == 1.0)
+
+
+def test_regions_explore_where_the_map_is_flat_keep_peaks_where_it_is_not():
+    # a weak model: the same uncertainty everywhere; strokes on the left third
+    u = np.full((60, 300), 0.1, np.float32)
+    painted = np.zeros(u.shape, np.uint8)
+    painted[10:50, 10:90] = 1
+    alone = uncertain_regions(u, painted, size=20, count=3, explore=0.0)
+    spread = uncertain_regions(u, painted, size=20, count=3)
+    assert min(r.center[1] for r in alone) < 150  # ties: the first unpainted box wins
+    assert all(r.center[1] >= 170 for r in spread)  # 4 sides (80 px) or more from the strokes
+    assert all(r.score == pytest.approx(0.1) for r in spread)  # score: uncertainty alone
+    # a peaked map: the most uncertain spot stays first even next to the strokes
+    u[20:40, 100:120] = 0.9
+    assert uncertain_regions(u, painted, size=20, count=1)[0].center == (30, 110)
+
+
+def test_large_planes_are_searched_on_block_means():
+    u = np.zeros((3000, 2100), np.float32)  # 3x3 blocks: SEARCH_SIDE is 1024
+    u[1450:1550, 650:750] = 1.0
+    u[300:400, 1800:1900] = 0.6
+    first, second = uncertain_regions(u, size=90, count=2, explore=0.0)
+    assert first.size == 90 and first.score == pytest.approx(1.0, abs=0.05)
+    assert abs(first.center[0] - 1500) <= 6 and abs(first.center[1] - 700) <= 6  # 2 blocks
+    assert abs(second.center[0] - 350) <= 6 and abs(second.center[1] - 1850) <= 6
+    painted = np.zeros(u.shape, np.uint8)
+    painted[1490:1510, 660:740] = 1  # 16 % of the best box
+    after = uncertain_regions(u, painted, size=90, count=1)
+    assert abs(after[0].center[0] - 350) <= 6
+    assert uncertain_regions(u, size=90, count=1, avoid=[first.center],
+                             explore=0.0)[0].center == second.center
 
 
 def test_regions_in_a_stack_only_known_planes():
