@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_unet_studio.core.uncertainty import EXPLORE
+
 __all__ = ["MODES", "Annotator", "pick_regions", "away_from_boundaries"]
 
 MODES = ("correct", "inside")
@@ -111,24 +113,18 @@ class Annotator:
 
 def pick_regions(strategy: str, painted: np.ndarray, probs: np.ndarray, pred: np.ndarray,
                  truth: np.ndarray, size: int, count: int, rng: np.random.Generator,
-                 explore: float | None = None) -> list[tuple[int, int]]:
+                 explore: float = EXPLORE) -> list[tuple[int, int]]:
     """Centres of the ``count`` regions of ``size`` px to paint next.
 
     ``explore``: the uncertainty strategy's weight of the distance to the painted pixels
-    (None: the product's default, ``uncertainty.EXPLORE``; 0: the entropy alone). The
-    oracle ranks by the error alone.
+    (the product's default, ``uncertainty.EXPLORE``; 0: the entropy alone). The oracle
+    ranks by the error alone.
     """
-    from napari_unet_studio.core.uncertainty import (
-        EXPLORE,
-        box_mean,
-        uncertain_regions,
-        uncertainty_map,
-    )
+    from napari_unet_studio.core.uncertainty import box_mean, uncertain_regions, uncertainty_map
 
     if strategy == "uncertainty":
         regions = uncertain_regions(uncertainty_map(probs, "entropy"), painted, size=size,
-                                    count=count,
-                                    explore=EXPLORE if explore is None else explore)
+                                    count=count, explore=explore)
         return [r.center for r in regions]
     if strategy == "oracle":
         regions = uncertain_regions((pred != truth).astype(np.float32), painted, size=size,
