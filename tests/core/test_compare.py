@@ -87,3 +87,19 @@ def test_evaluate_decoder_reports_cross_entropy(two_halves_task):
     # an easy image: right on the held-out strokes and more sure than a coin toss
     assert row["heldout"] > 0.9 and 0 <= row["heldout_nll"] < math.log(2)
     assert row["boundary_nll"] is None and row["boundary_pixels"] == 0
+
+
+def test_undecided_only_when_every_decoder_gets_the_held_out_strokes_right():
+    from napari_unet_studio.core.compare import SATURATED, undecided
+
+    right = {"decoder": "a", "heldout": 1.0, "boundary": None, "heldout_nll": 0.02}
+    also = {**right, "decoder": "b", "heldout": SATURATED, "boundary": 1.0}
+    message = undecided([right, also])
+    assert message is not None and "paint both sides" in message
+    wrong = {**right, "decoder": "c", "heldout": SATURATED - 0.01}
+    assert undecided([right, wrong]) is None  # one decoder misses held-out pixels
+    edge = {**also, "decoder": "d", "boundary": 0.5}
+    assert undecided([right, edge]) is None  # the boundary pixels separate them
+    cancelled = {**wrong, "cancelled": True}
+    assert undecided([right, also, cancelled]) is not None  # cancelled rows do not count
+    assert undecided([right]) is None  # nothing to compare

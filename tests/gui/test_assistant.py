@@ -115,3 +115,19 @@ def test_compare_table_shows_the_cross_entropy(qtbot):
     assert panel.table.item(0, COLUMNS.index("held-out")).text() == "100.0 %"
     assert panel.mark_best("bilinear") == 1
     assert panel.table.item(1, 0).text() == "\u2605 bilinear"
+
+
+def test_compare_status_says_when_the_strokes_cannot_decide(studio):
+    _, widget = studio
+    ctl = widget.assistant
+    ctl.rows = []
+    ctl._n = 2
+    base = {"heldout": 1.0, "boundary": None, "step_seconds": 0.5, "parameters": 1234}
+    for name in ("nearest", "bilinear"):
+        ctl._on_row({**base, "decoder": name, "heldout_nll": 0.1})
+    ctl._on_done({"best": "bilinear", "undecided": "Every decoder got them right.",
+                  "cancelled": False})
+    text = widget.assistant_panel.compare_status.text()
+    assert "Best on your held-out strokes" in text and text.endswith("got them right.")
+    ctl._on_done({"best": "bilinear", "undecided": None, "cancelled": False})
+    assert "got them right" not in widget.assistant_panel.compare_status.text()

@@ -8,6 +8,7 @@ import os
 import numpy as np
 from worker_support import final, tiny_config, tiny_model_config, tiny_pair, wait
 
+from napari_unet_studio.core.compare import undecided
 from napari_unet_studio.worker import ModelRef
 
 
@@ -60,6 +61,7 @@ def test_compare_two_decoders(client):
     assert all(p.shape == img.shape for _, p in previews)
     assert result["best"] in ("nearest", "bilinear") and not result["cancelled"]
     assert [r["decoder"] for r in result["rows"]] == ["nearest", "bilinear"]
+    assert result["undecided"] == undecided(result["rows"])
 
 
 def test_compare_cancel_keeps_finished_rows(client):

@@ -27,7 +27,10 @@ from .errors import DataError
 from .folds import StrokeSplit, boundary_mask, stroke_folds
 
 __all__ = ["split_pairs", "evaluate_decoder", "pick_best", "decoder_entry", "nll_table",
-           "balanced_mean"]
+           "balanced_mean", "undecided", "SATURATED"]
+
+#: Held-out agreement at or above which a decoder gets the held-out strokes all right.
+SATURATED = 0.99
 
 EPS = 1e-6  # probabilities are clipped here: one pixel costs at most -log(EPS) = 13.8
 
@@ -324,3 +327,34 @@ def pick_best(rows: Sequence[dict[str, Any]]) -> str | None:
                 -(r.get("parameters") or 0))
 
     return str(max(scored, key=key)["decoder"])
+
+
+def undecided(rows: Sequence[dict[str, Any]]) -> str | None:
+    """Why the held-out strokes cannot rank these decoders' boundaries, or ``None``.
+
+    When every finished decoder predicts at least :data:`SATURATED` of the held-out
+    stroke pixels right, on the boundary pixels too (or there are none: the user never
+    painted both sides of a boundary), the strokes say nothing about where each decoder
+    puts the boundaries; :func:`pick_best` then ranks by confidence inside the objects.
+    On the development images that is exactly the case where the star missed the decoder
+    best against the full truth, whose lead there is within the training-seed noise
+    (``bench/decoder_seeds.py``, docs/benchmarks.md).
+
+    Returns
+    -------
+    str or None
+        A sentence for the user (what it means and what to do), ``None`` when the
+        held-out strokes do separate the decoders.
+    """
+    scored = [r for r in rows if not r.get("cancelled") and r.get("heldout") is not None]
+    if len(scored) < 2:
+        return None
+    if any(float(r["heldout"]) < SATURATED for r in scored):
+        return None
+    if any(r.get("boundary") is not None and float(r["boundary"]) < SATURATED
+           for r in scored):
+        return None
+    return ("Every decoder got your held-out strokes right, so they cannot tell which "
+            "one draws the best boundaries: the star only marks the most confident. "
+            "Look at the compare layers at a few boundaries, or paint both sides of some "
+            "boundaries and compare again.")

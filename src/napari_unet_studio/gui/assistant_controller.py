@@ -333,6 +333,8 @@ class AssistantController(JobController):
         if self.best is not None:
             text += (f" Best on your held-out strokes (lowest cross-entropy): "
                      f"{self.best}.")
+        if result.get("undecided"):
+            text += " " + str(result["undecided"])
         self.panel.compare_status.setText(text)
         self.panel.keep_button.setEnabled(shown is not None or bool(self.rows))
 

@@ -35,7 +35,7 @@ class CompareTask(SpecTask):
 
     def work(self) -> dict[str, Any]:
         self.server.warm.wait(WARMUP_WAIT_S)
-        from ..core.compare import evaluate_decoder, pick_best, split_pairs
+        from ..core.compare import evaluate_decoder, pick_best, split_pairs, undecided
         from ..core.config import ModelConfig, TrainConfig
         from ..core.device import prepare_runtime
         from ..core.infer import predict_image
@@ -83,4 +83,5 @@ class CompareTask(SpecTask):
                     self.event(PREVIEW, (key, pack(np.asarray(res.labels), self.server.owned)))
             rows.append(row)
             self.event(ROW, row)
-        return {"rows": rows, "best": pick_best(rows), "cancelled": bool(self.cancel.is_set())}
+        return {"rows": rows, "best": pick_best(rows), "undecided": undecided(rows),
+                "cancelled": bool(self.cancel.is_set())}
