@@ -33,6 +33,7 @@ __all__ = [
     "make_scribbles",
     "nuclei_sparse_scribbles",
     "iou_per_class",
+    "class_edges",
     "boundary_f1",
     "evaluate",
     "rf_features",
@@ -204,20 +205,22 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndi.binary_erosion(mask, border_value=1)
 
 
+def class_edges(lab: np.ndarray) -> np.ndarray:
+    """Pixels of a 2D label image whose 4-neighbourhood holds another class."""
+    e = np.zeros(lab.shape, bool)
+    e[:-1] |= lab[:-1] != lab[1:]
+    e[1:] |= lab[:-1] != lab[1:]
+    e[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    e[:, 1:] |= lab[:, :-1] != lab[:, 1:]
+    return e
+
+
 def boundary_f1(pred: np.ndarray, truth: np.ndarray, tolerance: float = 2.0) -> float:
     """Boundary F1 of the class partition: a boundary pixel matches within ``tolerance``.
 
-    Boundaries are the pixels whose 4-neighbourhood holds another class.
+    Boundaries are :func:`class_edges`.
     """
-    def edges(lab: np.ndarray) -> np.ndarray:
-        e = np.zeros(lab.shape, bool)
-        e[:-1] |= lab[:-1] != lab[1:]
-        e[1:] |= lab[:-1] != lab[1:]
-        e[:, :-1] |= lab[:, :-1] != lab[:, 1:]
-        e[:, 1:] |= lab[:, :-1] != lab[:, 1:]
-        return e
-
-    bp, bt = edges(pred), edges(truth)
+    bp, bt = class_edges(pred), class_edges(truth)
     if not bp.any() and not bt.any():
         return 1.0
     if not bp.any() or not bt.any():

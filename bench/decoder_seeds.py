@@ -41,6 +41,7 @@ def edge_alignment(image: np.ndarray, labels: np.ndarray, sigma: float = 1.0) ->
     intensity edges). Channels are standardised and their gradient magnitudes summed.
     Decided before the runs as a candidate for ranking decoders without truth.
     """
+    from _common import class_edges
     from scipy import ndimage as ndi
 
     img = np.asarray(image, np.float64)
@@ -50,12 +51,7 @@ def edge_alignment(image: np.ndarray, labels: np.ndarray, sigma: float = 1.0) ->
         ch = img[..., c]
         ch = (ch - ch.mean()) / (ch.std() + 1e-12)
         grad += ndi.gaussian_gradient_magnitude(ch, sigma)
-    lab = np.asarray(labels)
-    edge = np.zeros(lab.shape, bool)
-    edge[:-1] |= lab[:-1] != lab[1:]
-    edge[1:] |= lab[:-1] != lab[1:]
-    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
-    edge[:, 1:] |= lab[:, :-1] != lab[:, 1:]
+    edge = class_edges(np.asarray(labels))
     if not edge.any():
         return 0.0
     return float(grad[edge].mean() / grad.mean())

@@ -304,6 +304,11 @@ def evaluate_decoder(
     return row, kept
 
 
+def _scored(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that finished with a held-out score (not cancelled)."""
+    return [r for r in rows if not r.get("cancelled") and r.get("heldout") is not None]
+
+
 def pick_best(rows: Sequence[dict[str, Any]]) -> str | None:
     """The decoder with the lowest held-out cross-entropy (``heldout_nll``; ties, or rows
     without it: the highest held-out agreement, then boundary agreement, then fewer
@@ -315,7 +320,7 @@ def pick_best(rows: Sequence[dict[str, Any]]) -> str | None:
     tie-break; the cross-entropy still tells a model that is barely right from one that
     is sure, and punishes confidently wrong pixels most (docs/benchmarks.md).
     """
-    scored = [r for r in rows if not r.get("cancelled") and r.get("heldout") is not None]
+    scored = _scored(rows)
     if not scored:
         return None
 
@@ -346,7 +351,7 @@ def undecided(rows: Sequence[dict[str, Any]]) -> str | None:
         A sentence for the user (what it means and what to do), ``None`` when the
         held-out strokes do separate the decoders.
     """
-    scored = [r for r in rows if not r.get("cancelled") and r.get("heldout") is not None]
+    scored = _scored(rows)
     if len(scored) < 2:
         return None
     if any(float(r["heldout"]) < SATURATED for r in scored):
