@@ -84,8 +84,12 @@ def matmul_peak(threads: int = 2, n: int = 1024, seconds: float = 1.5) -> float:
 
 
 # ---------------------------------------------------------------------------- forest
-def forest(train: list, images: list[np.ndarray], rgb: bool, seed: int) -> tuple[list, float]:
-    """Random forest on the pooled painted pixels of every training image."""
+def forest(train: list, images: list[np.ndarray], rgb: bool, seed: int,
+           probabilities: int = 0) -> tuple[list, float]:
+    """Random forest on the pooled painted pixels of every training image.
+
+    ``probabilities=K``: return ``(K, *spatial)`` class probabilities (classes 1..K;
+    classes nobody painted get 0) instead of class ids."""
     from _common import rf_features
     from sklearn.ensemble import RandomForestClassifier
 
@@ -101,14 +105,23 @@ def forest(train: list, images: list[np.ndarray], rgb: bool, seed: int) -> tuple
     preds = []
     for image in images:
         feats = rf_features(image, rgb)
-        preds.append(clf.predict(feats.reshape(-1, feats.shape[-1])).reshape(feats.shape[:-1]))
+        flat = feats.reshape(-1, feats.shape[-1])
+        if not probabilities:
+            preds.append(clf.predict(flat).reshape(feats.shape[:-1]))
+            continue
+        prob = np.zeros((probabilities, flat.shape[0]), np.float32)
+        prob[clf.classes_.astype(int) - 1] = clf.predict_proba(flat).T
+        preds.append(prob.reshape(probabilities, *feats.shape[:-1]))
     return preds, round(time.perf_counter() - t0, 2)
 
 
 # ------------------------------------------------------------------------------ unet
 def unet(train: list, images: list[np.ndarray], seed: int, start: str, steps: int | None,
-         seconds: float | None, decoder: str | None, threads: int) -> tuple[list, dict]:
-    """Train the product's U-Net on ``train`` and predict ``images``."""
+         seconds: float | None, decoder: str | None, threads: int,
+         probabilities: bool = False) -> tuple[list, dict]:
+    """Train the product's U-Net on ``train`` and predict ``images``.
+
+    ``probabilities``: return ``(K, *spatial)`` class probabilities instead of class ids."""
     import napari_unet_studio as nus
     from napari_unet_studio.core.config import TrainConfig
 
@@ -122,7 +135,10 @@ def unet(train: list, images: list[np.ndarray], seed: int, start: str, steps: in
     model = nus.train(train, train_config=TrainConfig(**kw), steps=steps, time_limit=seconds,
                       seed=seed, decoder=decoder, threads=threads)
     t1 = time.perf_counter()
-    preds = [nus.predict(model, img, threads=threads, device="cpu") for img in images]
+    preds = [nus.predict(model, img, threads=threads, device="cpu",
+                         probabilities=probabilities) for img in images]
+    if probabilities:
+        preds = [prob for _, prob in preds]
     rec = model.record
     return preds, {"steps": rec.get("steps"), "train_s": round(t1 - t0, 1),
                    "predict_s": round(time.perf_counter() - t1, 1),

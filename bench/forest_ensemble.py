@@ -1,0 +1,176 @@
+"""Probe: the U-Net's probabilities combined with the forest's, on the realistic suite.
+
+Issue 11, item 4 lists "ensembling with the forest where it is sure" among the things
+to try. This probe trains, per case and seed, the forest of ``bench/realistic.py`` and
+the product's U-Net (default start, fixed steps, one torch thread), takes both
+probability maps and scores them alone and combined. The combination rules were fixed
+before the first run:
+
+* ``mean``: the average of the two probability maps (the rule this probe tests);
+* ``product``: the sum of the log-probabilities (a product of experts; probabilities
+  clipped at 1e-6);
+* ``sure``: the forest's class where its top probability is at least 0.8, the
+  U-Net's elsewhere ("the forest where it is sure");
+* ``mean-w25`` / ``mean-w75``: 0.25 / 0.75 of the forest in the average (a sensitivity
+  check of ``mean``, not a choice).
+
+The forest here is the suite's forest (50 trees, depth 10, the same features and seed);
+its class-id prediction is the argmax of these probabilities, so its row must repeat the
+committed forest rows (a check, printed). The U-Net row must repeat the committed
+150-step default rows (another check). Results: ``bench/results/forest_ensemble.json``.
+
+Run::
+
+    nice -n 19 .venv/bin/python bench/forest_ensemble.py --cases arc2017 voc --seeds 0 1 2
+    .venv/bin/python bench/forest_ensemble.py --report bench/results/forest_ensemble*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import realistic as rl  # noqa: E402
+import realistic_cases as rc  # noqa: E402
+
+RESULTS = HERE / "results" / "forest_ensemble.json"
+REFERENCE = HERE / "results" / "realistic_steps150_headrule.json"
+FOREST_REFERENCE = HERE / "results" / "realistic_steps150_scratch.json"
+SURE = 0.8
+RULES = ("unet", "forest", "mean", "product", "sure", "mean-w25", "mean-w75")
+
+
+def combine(p_unet: np.ndarray, p_forest: np.ndarray, rule: str) -> np.ndarray:
+    """Class ids (1..K) from two ``(K, *spatial)`` probability maps by ``rule``."""
+    if rule == "unet":
+        return p_unet.argmax(0) + 1
+    if rule == "forest":
+        return p_forest.argmax(0) + 1
+    if rule == "product":
+        return (np.log(np.clip(p_unet, 1e-6, 1)) + np.log(np.clip(p_forest, 1e-6, 1))
+                ).argmax(0) + 1
+    if rule == "sure":
+        pick = np.where(p_forest.max(0) >= SURE, p_forest.argmax(0), p_unet.argmax(0))
+        return pick + 1
+    w = {"mean": 0.5, "mean-w25": 0.25, "mean-w75": 0.75}[rule]
+    return ((1 - w) * p_unet + w * p_forest).argmax(0) + 1
+
+
+def run_case(name: str, seed: int, steps: int) -> list[dict[str, Any]]:
+    """Every rule on one case and seed; one row per rule."""
+    case, data = rc.build(name, seed)
+    images = [img for _, img, _ in data["eval"]]
+    p_unet, info = rl.unet(data["train"], images, seed, "pretrained", steps, None, None,
+                           threads=1, probabilities=True)
+    k = p_unet[0].shape[0]
+    p_forest, forest_s = rl.forest(data["train"], images, case.rgb, seed, probabilities=k)
+    rows = []
+    for rule in RULES:
+        preds = [combine(u, f, rule) for u, f in zip(p_unet, p_forest, strict=True)]
+        row = {"case": name, "seed": seed, "rule": rule, "check_only": case.check_only,
+               **rl.score(preds, data["eval"], case.foreground),
+               "steps": info["steps"], "start_used": info["start_used"],
+               "forest_s": forest_s, "unet_train_s": info["train_s"]}
+        rows.append(row)
+        print(f"  {name:24s} seed {seed} {rule:9s} miou {row['miou']:.4f}"
+              + (f" fg {row['fg']:.4f}" if "fg" in row else ""), flush=True)
+    return rows
+
+
+def _reference(path: Path, pick) -> dict[tuple[str, int], dict]:  # noqa: ANN001
+    if not path.exists():
+        return {}
+    return {(r["case"], r["seed"]): r for r in json.loads(path.read_text())["rows"]
+            if pick(r)}
+
+
+def report(paths: list[Path]) -> int:
+    """Per case and seed: every rule's score and ratio to the forest; goals marked."""
+    rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
+    by = {(r["case"], r["seed"], r["rule"]): r for r in rows}
+    ref_unet = _reference(REFERENCE, lambda r: r["method"] != "forest")
+    ref_forest = _reference(FOREST_REFERENCE, lambda r: r["method"] == "forest")
+    keys = sorted({(r["case"], r["seed"]) for r in rows})
+    print("| case | seed | forest | U-Net | " + " | ".join(RULES[2:])
+          + " | checks (forest, U-Net = committed) |")
+    print("|---|---|---|---|" + "---|" * (len(RULES) - 2) + "---|")
+    met = {rule: 0 for rule in RULES}
+    ratios: dict[str, list[float]] = {rule: [] for rule in RULES}
+    for case, seed in keys:
+        forest = by[(case, seed, "forest")]
+        gap = rc.CASES[case].gap
+
+        def cell(rule: str) -> str:
+            r = by.get((case, seed, rule))
+            if r is None:
+                return "-"
+            ratio = r["miou"] / forest["miou"]
+            ok = ratio >= rl.GOAL_RATIO and (not gap or r.get("fg", 1.0) >= rl.GOAL_FG)
+            if not r["check_only"]:
+                ratios[rule].append(ratio)
+                met[rule] += ok
+            fg = f" / {r['fg']:.3f}" if "fg" in r else ""
+            return f"{r['miou']:.3f}{fg} ({ratio:.2f}){'*' if ok else ''}"
+
+        checks = []
+        rf, ru = ref_forest.get((case, seed)), ref_unet.get((case, seed))
+        if rf:
+            checks.append(f"forest {abs(rf['miou'] - forest['miou']) < 5e-4}")
+        if ru:
+            checks.append(f"U-Net {abs(ru['miou'] - by[(case, seed, 'unet')]['miou']) < 5e-4}")
+        label = f"{case}{' (check)' if rc.CASES[case].check_only else ''}"
+        print(f"| {label} | {seed} | {cell('forest')} | {cell('unet')} | "
+              + " | ".join(cell(rule) for rule in RULES[2:]) + f" | {', '.join(checks)} |")
+    n = len(ratios["unet"])
+    print(f"| mean ratio (n={n}, checks excluded) | | | "
+          + " | ".join(f"{statistics.fmean(ratios[r]):.3f}" if ratios[r] else "-"
+                       for r in RULES[1:]) + " | |")
+    print(f"| goals met (*) of {n} | | | "
+          + " | ".join(str(met[r]) for r in RULES[1:]) + " | |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", nargs="+", choices=sorted(rc.CASES), help="default: all")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--report", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    if args.report:
+        return report(args.report)
+    import torch
+
+    torch.set_num_threads(1)
+    from _common import machine_description
+
+    result: dict[str, Any] = {
+        "machine": {**machine_description(), "matmul_gflops_1thread": rl.matmul_peak(1),
+                    "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+        "steps": args.steps, "sure": SURE,
+        "command": "python bench/forest_ensemble.py " + " ".join(argv or sys.argv[1:]),
+        "rows": []}
+    print(result["machine"], flush=True)
+    for name in args.cases or list(rc.CASES):
+        for seed in args.seeds:
+            result["rows"] += run_case(name, seed, args.steps)
+            result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return report([args.out])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
