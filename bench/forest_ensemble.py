@@ -48,6 +48,7 @@ REFERENCE = HERE / "results" / "realistic_steps150_headrule.json"
 FOREST_REFERENCE = HERE / "results" / "realistic_steps150_scratch.json"
 SURE = 0.8
 RULES = ("unet", "forest", "mean", "product", "sure", "mean-w25", "mean-w75")
+COLUMNS = ("forest", "unet", *RULES[2:])  # the report's order
 
 
 def combine(p_unet: np.ndarray, p_forest: np.ndarray, rule: str) -> np.ndarray:
@@ -101,7 +102,7 @@ def report(paths: list[Path]) -> int:
     ref_unet = _reference(REFERENCE, lambda r: r["method"] != "forest")
     ref_forest = _reference(FOREST_REFERENCE, lambda r: r["method"] == "forest")
     keys = sorted({(r["case"], r["seed"]) for r in rows})
-    print("| case | seed | forest | U-Net | " + " | ".join(RULES[2:])
+    print("| case | seed | forest | U-Net | " + " | ".join(COLUMNS[2:])
           + " | checks (forest, U-Net = committed) |")
     print("|---|---|---|---|" + "---|" * (len(RULES) - 2) + "---|")
     met = {rule: 0 for rule in RULES}
@@ -129,14 +130,13 @@ def report(paths: list[Path]) -> int:
         if ru:
             checks.append(f"U-Net {abs(ru['miou'] - by[(case, seed, 'unet')]['miou']) < 5e-4}")
         label = f"{case}{' (check)' if rc.CASES[case].check_only else ''}"
-        print(f"| {label} | {seed} | {cell('forest')} | {cell('unet')} | "
-              + " | ".join(cell(rule) for rule in RULES[2:]) + f" | {', '.join(checks)} |")
+        print(f"| {label} | {seed} | " + " | ".join(cell(rule) for rule in COLUMNS)
+              + f" | {', '.join(checks)} |")
     n = len(ratios["unet"])
-    print(f"| mean ratio (n={n}, checks excluded) | | | "
+    print(f"| mean ratio (n={n}, checks excluded) | | "
           + " | ".join(f"{statistics.fmean(ratios[r]):.3f}" if ratios[r] else "-"
-                       for r in RULES[1:]) + " | |")
-    print(f"| goals met (*) of {n} | | | "
-          + " | ".join(str(met[r]) for r in RULES[1:]) + " | |")
+                       for r in COLUMNS) + " | |")
+    print(f"| goals met (*) of {n} | | " + " | ".join(str(met[r]) for r in COLUMNS) + " | |")
     return 0
 
 
