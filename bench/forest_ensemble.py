@@ -95,6 +95,16 @@ def _reference(path: Path, pick) -> dict[tuple[str, int], dict]:  # noqa: ANN001
             if pick(r)}
 
 
+def _cell(r: dict | None, forest: dict, gap: bool) -> tuple[str, float, bool]:
+    """One table cell (score, ratio to the forest, ``*`` where both goals are met)."""
+    if r is None:
+        return "-", 0.0, False
+    ratio = r["miou"] / forest["miou"]
+    ok = ratio >= rl.GOAL_RATIO and (not gap or r.get("fg", 1.0) >= rl.GOAL_FG)
+    fg = f" / {r['fg']:.3f}" if "fg" in r else ""
+    return f"{r['miou']:.3f}{fg} ({ratio:.2f}){'*' if ok else ''}", ratio, ok
+
+
 def report(paths: list[Path]) -> int:
     """Per case and seed: every rule's score and ratio to the forest; goals marked."""
     rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
@@ -109,20 +119,14 @@ def report(paths: list[Path]) -> int:
     ratios: dict[str, list[float]] = {rule: [] for rule in RULES}
     for case, seed in keys:
         forest = by[(case, seed, "forest")]
-        gap = rc.CASES[case].gap
-
-        def cell(rule: str) -> str:
+        cells = []
+        for rule in COLUMNS:
             r = by.get((case, seed, rule))
-            if r is None:
-                return "-"
-            ratio = r["miou"] / forest["miou"]
-            ok = ratio >= rl.GOAL_RATIO and (not gap or r.get("fg", 1.0) >= rl.GOAL_FG)
-            if not r["check_only"]:
+            text, ratio, ok = _cell(r, forest, rc.CASES[case].gap)
+            cells.append(text)
+            if r is not None and not r["check_only"]:
                 ratios[rule].append(ratio)
                 met[rule] += ok
-            fg = f" / {r['fg']:.3f}" if "fg" in r else ""
-            return f"{r['miou']:.3f}{fg} ({ratio:.2f}){'*' if ok else ''}"
-
         checks = []
         rf, ru = ref_forest.get((case, seed)), ref_unet.get((case, seed))
         if rf:
@@ -130,8 +134,7 @@ def report(paths: list[Path]) -> int:
         if ru:
             checks.append(f"U-Net {abs(ru['miou'] - by[(case, seed, 'unet')]['miou']) < 5e-4}")
         label = f"{case}{' (check)' if rc.CASES[case].check_only else ''}"
-        print(f"| {label} | {seed} | " + " | ".join(cell(rule) for rule in COLUMNS)
-              + f" | {', '.join(checks)} |")
+        print(f"| {label} | {seed} | " + " | ".join(cells) + f" | {', '.join(checks)} |")
     n = len(ratios["unet"])
     print(f"| mean ratio (n={n}, checks excluded) | | "
           + " | ".join(f"{statistics.fmean(ratios[r]):.3f}" if ratios[r] else "-"
