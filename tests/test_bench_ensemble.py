@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -56,8 +55,7 @@ def test_sure_takes_the_forest_only_where_confident() -> None:
 
 
 def test_forest_probabilities_agree_with_its_prediction() -> None:
-    pytest.importorskip("sklearn")
-    import realistic as rl
+    import realistic as rl  # its forest is scikit-learn's (in the testing extra)
 
     rng = np.random.default_rng(0)
     image = rng.normal(100, 5, (48, 48)).astype(np.float32)
