@@ -17,7 +17,9 @@ before the first run:
 The forest here is the suite's forest (50 trees, depth 10, the same features and seed);
 its class-id prediction is the argmax of these probabilities, so its row must repeat the
 committed forest rows (a check, printed). The U-Net row must repeat the committed
-150-step default rows (another check). Results: ``bench/results/forest_ensemble.json``.
+150-step default rows (another check). Results: ``--out``, default
+``bench/results/forest_ensemble.json``; the committed run was split over two processes,
+``forest_ensemble_a.json`` and ``forest_ensemble_b.json`` (``--report`` merges them).
 
 Run::
 
