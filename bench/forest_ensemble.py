@@ -44,10 +44,10 @@ sys.path.insert(0, str(HERE))
 
 import realistic as rl  # noqa: E402
 import realistic_cases as rc  # noqa: E402
+from ablate import forest_rows  # noqa: E402  (the committed forest rows)
 
 RESULTS = HERE / "results" / "forest_ensemble.json"
 REFERENCE = HERE / "results" / "realistic_steps150_headrule.json"
-FOREST_REFERENCE = HERE / "results" / "realistic_steps150_scratch.json"
 SURE = 0.8
 RULES = ("unet", "forest", "mean", "product", "sure", "mean-w25", "mean-w75")
 COLUMNS = ("forest", "unet", *RULES[2:])  # the report's order
@@ -90,11 +90,10 @@ def run_case(name: str, seed: int, steps: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _reference(path: Path, pick) -> dict[tuple[str, int], dict]:  # noqa: ANN001
-    if not path.exists():
-        return {}
+def _unet_reference(path: Path = REFERENCE) -> dict[tuple[str, int], dict]:
+    """The committed 150-step default U-Net rows, by (case, seed)."""
     return {(r["case"], r["seed"]): r for r in json.loads(path.read_text())["rows"]
-            if pick(r)}
+            if r["method"] != "forest"}
 
 
 def _cell(r: dict | None, forest: dict, gap: bool) -> tuple[str, float, bool]:
@@ -111,8 +110,8 @@ def report(paths: list[Path]) -> int:
     """Per case and seed: every rule's score and ratio to the forest; goals marked."""
     rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
     by = {(r["case"], r["seed"], r["rule"]): r for r in rows}
-    ref_unet = _reference(REFERENCE, lambda r: r["method"] != "forest")
-    ref_forest = _reference(FOREST_REFERENCE, lambda r: r["method"] == "forest")
+    ref_unet = _unet_reference()
+    ref_forest = forest_rows()
     keys = sorted({(r["case"], r["seed"]) for r in rows})
     print("| case | seed | forest | U-Net | " + " | ".join(COLUMNS[2:])
           + " | checks (forest, U-Net = committed) |")
