@@ -15,6 +15,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -83,8 +84,12 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 
 def run_variant(name: str, arch: dict, train: dict, case: str, seed: int,
-                threads: int, steps: int) -> dict:
-    """Train and score one variant on one case and seed."""
+                threads: int, steps: int, tta: list[int] | None = None) -> list[dict]:
+    """Train and score one variant on one case and seed; one row per prediction.
+
+    ``tta``: predict the one trained model with each of these test-time augmentation
+    counts (rows named ``<name>+tta<n>``, ``<name>`` for 1) instead of the variant's
+    ``tile.tta``; the training is shared, so the rows differ only by the prediction."""
     import napari_unet_studio as nus
     from napari_unet_studio.core.config import TileConfig, TrainConfig
 
@@ -105,19 +110,26 @@ def run_variant(name: str, arch: dict, train: dict, case: str, seed: int,
         t0 = time.perf_counter()
         model = nus.train(data["train"], train_config=tc, steps=steps, seed=seed,
                           threads=threads, arch=arch or None)
-        t1 = time.perf_counter()
-        preds = [nus.predict(model, img, tile=tile, threads=threads, device="cpu")
-                 for img in images]
+        train_s = round(time.perf_counter() - t0, 1)
+        rows = []
+        for n in tta or [tile.tta]:
+            t1 = time.perf_counter()
+            tile_n = dataclasses.replace(tile, tta=n)
+            preds = [nus.predict(model, img, tile=tile_n, threads=threads, device="cpu")
+                     for img in images]
+            label = name if not tta or n == 1 else f"{name}+tta{n}"
+            rows.append({
+                "case": case, "seed": seed, "variant": label, "arch": arch, "train": train,
+                "tile": {**tile_fields, "tta": n} if tta else tile_fields, "patch": patches,
+                **rl.score(preds, data["eval"], c.foreground),
+                "steps": model.record.get("steps"),
+                "best_step": model.record.get("best_step"),
+                "start_used": model.record.get("start"), "train_s": train_s,
+                "predict_s": round(time.perf_counter() - t1, 1)})
     finally:
         for mod, attr, value in saved:
             setattr(mod, attr, value)
-    row = {"case": case, "seed": seed, "variant": name, "arch": arch, "train": train,
-           "tile": tile_fields, "patch": patches,
-           **rl.score(preds, data["eval"], c.foreground),
-           "steps": model.record.get("steps"), "best_step": model.record.get("best_step"),
-           "start_used": model.record.get("start"), "train_s": round(t1 - t0, 1),
-           "predict_s": round(time.perf_counter() - t1, 1)}
-    return row
+    return rows
 
 
 def _meets_goals(case: str, row: dict, forest: dict | None) -> bool:
@@ -222,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=["default"])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tta", nargs="+", type=int, choices=[1, 2, 4, 8],
+                    help="predict every trained model with each of these test-time "
+                    "augmentation counts (one training, one row per count)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--report", nargs="+", type=Path)
     ap.add_argument("--suite", nargs="+", type=Path,
@@ -251,14 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.cases or list(rc.CASES):
         for seed in args.seeds:
             for name, arch, train in variants:
-                row = run_variant(name, arch, train, case, seed, args.threads, args.steps)
-                f = forest.get((case, seed))
-                ratio = row["miou"] / f["miou"] if f else float("nan")
-                print(f"{case:22s} s{seed} {name:22s} miou {row['miou']:.3f}"
-                      + (f" fg {row['fg']:.3f}" if "fg" in row else "")
-                      + f" ratio {ratio:.3f} best {row['best_step']} {row['train_s']} s",
-                      flush=True)
-                result["rows"].append(row)
+                for row in run_variant(name, arch, train, case, seed, args.threads,
+                                       args.steps, args.tta):
+                    f = forest.get((case, seed))
+                    ratio = row["miou"] / f["miou"] if f else float("nan")
+                    print(f"{case:22s} s{seed} {row['variant']:22s} miou {row['miou']:.3f}"
+                          + (f" fg {row['fg']:.3f}" if "fg" in row else "")
+                          + f" ratio {ratio:.3f} best {row['best_step']} {row['train_s']} s"
+                          f" predict {row['predict_s']} s", flush=True)
+                    result["rows"].append(row)
                 result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
                 out.write_text(json.dumps(result, indent=1) + "\n")
     print(report([out]))

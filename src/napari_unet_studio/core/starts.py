@@ -138,6 +138,7 @@ def apply_start(
 
 
 ADOPTED_BODY_SCALE = 0.1  # body lr / start_lr when the pretrained head already fits
+ADOPTED_STEM_SCALE = 1.0  # the filter stem's lr / lr with the adopted head (an ablation knob)
 
 
 def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> list[dict]:
@@ -167,6 +168,8 @@ def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> 
     if started_from == "all":
         return [{"params": body + head, "lr_scale": scale}, *stem]
     if started_from == "adopted":
+        for group in stem:
+            group["lr_scale"] = ADOPTED_STEM_SCALE
         return [{"params": body, "lr_scale": scale * ADOPTED_BODY_SCALE},
                 {"params": head, "lr_scale": scale}, *stem]
     return [{"params": body, "lr_scale": scale}, {"params": head, "lr_scale": 1.0}, *stem]
