@@ -9,6 +9,8 @@ Run::
 
     nice -n 19 .venv/bin/python bench/ablate.py --cases arc2017 voc --seeds 0 1 2 \\
         --variants default stem-pixel --out bench/results/ablate_stem.json
+    nice -n 19 .venv/bin/python bench/ablate.py --cases voc --tta 1 8 \\
+        --out bench/results/ablate_tta.json      # one training, one row per TTA count
     .venv/bin/python bench/ablate.py --report bench/results/ablate_*.json
 """
 
