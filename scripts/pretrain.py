@@ -86,8 +86,10 @@ def build_nets(width: int, depth: int) -> dict[str, torch.nn.Module]:
     nets: dict[str, torch.nn.Module] = {}
     encoder = None
     for name in list_decoders():
+        # no filter stem: the shipped weights are the network without it; fine-tuning
+        # adds the stem's branches, which start at zero (docs/pretraining.md)
         cfg = ModelConfig(decoder=name, depth=depth, width=width, in_channels=3,
-                          num_classes=EMBED + 2)
+                          num_classes=EMBED + 2, stem="none")
         net = build_model(cfg)
         if encoder is None:
             encoder = net.encoder
