@@ -163,13 +163,13 @@ def param_groups(model: torch.nn.Module, tc: TrainConfig, started_from: str) -> 
     head = [p for n, p in named if n.startswith("head.")]
     body = [p for n, p in named if not n.startswith(("head.", "stem."))]
     # the filter stem's branches start at zero in every start: they train at ``lr``
-    stem = [{"params": [p for n, p in named if n.startswith("stem.")], "lr_scale": 1.0}]
+    # (times ADOPTED_STEM_SCALE with the adopted head)
+    stem_scale = ADOPTED_STEM_SCALE if started_from == "adopted" else 1.0
+    stem = [{"params": [p for n, p in named if n.startswith("stem.")], "lr_scale": stem_scale}]
     stem = stem if stem[0]["params"] else []
     if started_from == "all":
         return [{"params": body + head, "lr_scale": scale}, *stem]
     if started_from == "adopted":
-        for group in stem:
-            group["lr_scale"] = ADOPTED_STEM_SCALE
         return [{"params": body, "lr_scale": scale * ADOPTED_BODY_SCALE},
                 {"params": head, "lr_scale": scale}, *stem]
     return [{"params": body, "lr_scale": scale}, {"params": head, "lr_scale": 1.0}, *stem]
