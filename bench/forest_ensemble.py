@@ -1,4 +1,4 @@
-"""Probe: the U-Net's probabilities combined with the forest's, on the realistic suite.
+"""Probe: the U-Net's probabilities combined with the forest's (or voted over superpixels).
 
 Issue 11, item 4 lists "ensembling with the forest where it is sure" among the things
 to try. This probe trains, per case and seed, the forest of ``bench/realistic.py`` and
@@ -21,10 +21,16 @@ committed forest rows (a check, printed). The U-Net row must repeat the committe
 ``bench/results/forest_ensemble.json``; the committed run was split over two processes,
 ``forest_ensemble_a.json`` and ``forest_ensemble_b.json`` (``--report`` merges them).
 
+``--rules superpixel`` scores the rules of :mod:`superpixels` instead (the U-Net's or the
+forest's probabilities averaged over SLIC superpixels of the image; the same trainings,
+so the ``unet`` and ``forest`` rows are the same checks).
+
 Run::
 
     nice -n 19 .venv/bin/python bench/forest_ensemble.py --cases arc2017 voc --seeds 0 1 2
     .venv/bin/python bench/forest_ensemble.py --report bench/results/forest_ensemble*.json
+    nice -n 19 .venv/bin/python bench/forest_ensemble.py --rules superpixel \\
+        --out bench/results/superpixel_vote.json
 """
 
 from __future__ import annotations
@@ -44,17 +50,24 @@ sys.path.insert(0, str(HERE))
 
 import realistic as rl  # noqa: E402
 import realistic_cases as rc  # noqa: E402
+import superpixels as sp  # noqa: E402
 from ablate import forest_rows  # noqa: E402  (the committed forest rows)
 
 RESULTS = HERE / "results" / "forest_ensemble.json"
 REFERENCE = HERE / "results" / "realistic_steps150_headrule.json"
 SURE = 0.8
-RULES = ("unet", "forest", "mean", "product", "sure", "mean-w25", "mean-w75")
-COLUMNS = ("forest", "unet", *RULES[2:])  # the report's order
+RULESETS = {"ensemble": ("unet", "forest", "mean", "product", "sure", "mean-w25",
+                         "mean-w75"),
+            "superpixel": ("unet", "forest", *sp.RULES)}
 
 
-def combine(p_unet: np.ndarray, p_forest: np.ndarray, rule: str) -> np.ndarray:
-    """Class ids (1..K) from two ``(K, *spatial)`` probability maps by ``rule``."""
+def combine(p_unet: np.ndarray, p_forest: np.ndarray, rule: str,
+            seg: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """Class ids (1..K) from two ``(K, *spatial)`` probability maps by ``rule``;
+    ``seg``: the image's superpixels by mean area (for the rules of :mod:`superpixels`)."""
+    if rule in sp.RULES:
+        area, mix, model = sp.RULES[rule]
+        return sp.vote(p_unet if model == "unet" else p_forest, seg[area], mix).argmax(0) + 1
     if rule == "unet":
         return p_unet.argmax(0) + 1
     if rule == "forest":
@@ -69,17 +82,21 @@ def combine(p_unet: np.ndarray, p_forest: np.ndarray, rule: str) -> np.ndarray:
     return ((1 - w) * p_unet + w * p_forest).argmax(0) + 1
 
 
-def run_case(name: str, seed: int, steps: int) -> list[dict[str, Any]]:
-    """Every rule on one case and seed; one row per rule."""
+def run_case(name: str, seed: int, steps: int, rules: tuple[str, ...] = RULESETS["ensemble"]
+             ) -> list[dict[str, Any]]:
+    """Every rule of ``rules`` on one case and seed; one row per rule."""
     case, data = rc.build(name, seed)
     images = [img for _, img, _ in data["eval"]]
     p_unet, info = rl.unet(data["train"], images, seed, "pretrained", steps, None, None,
                            threads=1, probabilities=True)
     k = p_unet[0].shape[0]
     p_forest, forest_s = rl.forest(data["train"], images, case.rgb, seed, probabilities=k)
+    areas = sorted({sp.RULES[r][0] for r in rules if r in sp.RULES})
+    segs = [{a: sp.segments(img, a) for a in areas} for img in images]
     rows = []
-    for rule in RULES:
-        preds = [combine(u, f, rule) for u, f in zip(p_unet, p_forest, strict=True)]
+    for rule in rules:
+        preds = [combine(u, f, rule, s)
+                 for u, f, s in zip(p_unet, p_forest, segs, strict=True)]
         row = {"case": name, "seed": seed, "rule": rule, "check_only": case.check_only,
                **rl.score(preds, data["eval"], case.foreground),
                "steps": info["steps"], "start_used": info["start_used"],
@@ -110,18 +127,20 @@ def report(paths: list[Path]) -> int:
     """Per case and seed: every rule's score and ratio to the forest; goals marked."""
     rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
     by = {(r["case"], r["seed"], r["rule"]): r for r in rows}
+    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    columns = ["forest", "unet", *(r for r in rules if r not in ("forest", "unet"))]
     ref_unet = _unet_reference()
     ref_forest = forest_rows()
     keys = sorted({(r["case"], r["seed"]) for r in rows})
-    print("| case | seed | forest | U-Net | " + " | ".join(COLUMNS[2:])
+    print("| case | seed | forest | U-Net | " + " | ".join(columns[2:])
           + " | checks (forest, U-Net = committed) |")
-    print("|---|---|---|---|" + "---|" * (len(RULES) - 2) + "---|")
-    met = {rule: 0 for rule in RULES}
-    ratios: dict[str, list[float]] = {rule: [] for rule in RULES}
+    print("|---|---|---|---|" + "---|" * (len(columns) - 2) + "---|")
+    met = {rule: 0 for rule in columns}
+    ratios: dict[str, list[float]] = {rule: [] for rule in columns}
     for case, seed in keys:
         forest = by[(case, seed, "forest")]
         cells = []
-        for rule in COLUMNS:
+        for rule in columns:
             r = by.get((case, seed, rule))
             text, ratio, ok = _cell(r, forest, rc.CASES[case].gap)
             cells.append(text)
@@ -139,8 +158,8 @@ def report(paths: list[Path]) -> int:
     n = len(ratios["unet"])
     print(f"| mean ratio (n={n}, checks excluded) | | "
           + " | ".join(f"{statistics.fmean(ratios[r]):.3f}" if ratios[r] else "-"
-                       for r in COLUMNS) + " | |")
-    print(f"| goals met (*) of {n} | | " + " | ".join(str(met[r]) for r in COLUMNS) + " | |")
+                       for r in columns) + " | |")
+    print(f"| goals met (*) of {n} | | " + " | ".join(str(met[r]) for r in columns) + " | |")
     return 0
 
 
@@ -150,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", choices=sorted(rc.CASES), help="default: all")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--rules", choices=sorted(RULESETS), default="ensemble")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--report", nargs="+", type=Path)
     args = ap.parse_args(argv)
@@ -163,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "machine": {**machine_description(), "matmul_gflops_1thread": rl.matmul_peak(1),
                     "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
-        "steps": args.steps, "sure": SURE,
+        "steps": args.steps, "sure": SURE, "rules": args.rules,
         "command": "python bench/forest_ensemble.py " + " ".join(argv or sys.argv[1:]),
         "rows": []}
     print(result["machine"], flush=True)
     for name in args.cases or list(rc.CASES):
         for seed in args.seeds:
-            result["rows"] += run_case(name, seed, args.steps)
+            result["rows"] += run_case(name, seed, args.steps, RULESETS[args.rules])
             result["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=1) + "\n")
