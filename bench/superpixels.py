@@ -4,8 +4,10 @@ The per-pixel class probabilities of a model are averaged inside each SLIC super
 of the image (scikit-image), then mixed with the pixel's own: ``(1 - mix) * p + mix *
 mean_superpixel(p)``. Superpixels follow colour and intensity edges, so the vote removes
 scattered pixels of a wrong class inside one region and moves label boundaries onto
-image edges. Used by ``bench/forest_ensemble.py --rules superpixel``; the parameters
-below were fixed before the first run.
+image edges. Used by ``bench/forest_ensemble.py --rules superpixel``; the parameters of
+``RULES`` were fixed before the first run. ``python bench/superpixels.py`` sweeps the
+parameters on the photos. The functions are the product's
+(:mod:`napari_unet_studio.core.superpixels`, which took the setting the sweep found).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RULES", "segments", "vote"]
+from napari_unet_studio.core.superpixels import segments, vote
+
+__all__ = ["RULES", "segments", "sweep", "vote"]
 
 #: rule -> (mean superpixel area in pixels, mix, which model's probabilities)
 RULES: dict[str, tuple[int, float, str]] = {
@@ -23,35 +27,6 @@ RULES: dict[str, tuple[int, float, str]] = {
     "sp100-half": (100, 0.5, "unet"),
     "forest-sp100": (100, 1.0, "forest"),
 }
-COMPACTNESS = 10.0  # scikit-image's default for Lab colour (0-100); gray is scaled to 0-100
-
-
-def segments(image: np.ndarray, area: int, compactness: float = COMPACTNESS) -> np.ndarray:
-    """SLIC superpixels of a ``(Y, X)`` gray or ``(Y, X, 3)`` RGB image, about ``area``
-    pixels each; int labels from 0."""
-    from skimage.segmentation import slic
-
-    img = np.asarray(image, np.float32)
-    rgb = img.ndim == 3
-    if rgb:
-        img = img / max(float(img.max()), 1.0)  # slic converts RGB in [0, 1] to Lab
-    else:
-        lo, hi = np.percentile(img, (0.5, 99.5))
-        img = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 100.0
-    n = max(1, img.shape[0] * img.shape[1] // area)
-    return slic(img, n_segments=n, compactness=compactness,
-                channel_axis=-1 if rgb else None, start_label=0)
-
-
-def vote(prob: np.ndarray, seg: np.ndarray, mix: float) -> np.ndarray:
-    """Mix ``(K, Y, X)`` probabilities with their mean over each superpixel of ``seg``."""
-    flat = seg.ravel()
-    counts = np.bincount(flat).astype(np.float64)
-    k = prob.shape[0]
-    means = np.stack([np.bincount(flat, weights=prob[c].ravel(), minlength=counts.size)
-                      for c in range(k)]) / np.maximum(counts, 1)
-    pooled = means[:, flat].reshape(prob.shape).astype(prob.dtype)
-    return (1 - mix) * prob + mix * pooled
 
 
 # ------------------------------------------------------------------- parameter sweep

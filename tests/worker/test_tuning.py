@@ -73,7 +73,7 @@ def test_one_core_means_no_tuning():
 
 
 def test_previews_use_one_tile_up_to_1024_pixels():
-    from napari_unet_studio.worker.train_task import preview_tile
+    from napari_unet_studio.core.config import preview_tile
 
     assert (preview_tile((512, 512), 1).tile, preview_tile((512, 512), 1).overlap) == (512, 0.0)
     assert preview_tile((500, 700), 1).tile == 704  # a multiple of 16 covering the plane

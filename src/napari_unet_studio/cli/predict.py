@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, help="tile overlap fraction (default 0.25)")
     p.add_argument("--tta", type=int, choices=[1, 2, 4, 8],
                    help="average over this many flips/rotations per tile (default 1: off)")
+    p.add_argument("--superpixels", choices=["auto", "on", "off"],
+                   help="average the class probabilities over superpixels of the image "
+                        "(default auto: on for colour images, off for gray ones)")
     p.add_argument("--threads", type=int, help="torch CPU threads (per worker)")
     p.add_argument("--uncertainty", metavar="UNC.tif",
                    help="also write a float32 per-pixel uncertainty map in [0, 1] (TIFF "
@@ -86,8 +89,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _tile(args: argparse.Namespace):
     from .. import TileConfig
 
-    fields = {k: getattr(args, k) for k in ("tile", "overlap", "tta") if getattr(args, k)
-              is not None}
+    fields = {k: getattr(args, k) for k in ("tile", "overlap", "tta", "superpixels")
+              if getattr(args, k) is not None}
     return TileConfig(**fields)
 
 

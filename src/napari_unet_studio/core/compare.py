@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ModelConfig, TileConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, preview_tile
 from .errors import DataError
 from .folds import StrokeSplit, boundary_mask, stroke_folds
 
@@ -110,14 +110,6 @@ def split_pairs(pairs: Sequence[tuple[Any, np.ndarray]], n_folds: int,
     return out
 
 
-def _tile(shape: tuple[int, ...], in_channels: int) -> TileConfig:
-    spatial = shape[:-1] if in_channels > 1 and len(shape) >= 3 else shape
-    side = max(int(n) for n in spatial[-2:])
-    if side <= 1024:
-        return TileConfig(tile=max(16, -(-side // 16) * 16), overlap=0.0, batch_size=1)
-    return TileConfig(tile=512, overlap=0.125, batch_size=1)
-
-
 def _held_planes(held: np.ndarray) -> list[int] | None:
     """Stacks: the slices that hold held-out pixels (``None`` for 2D)."""
     if held.ndim == 2:
@@ -130,7 +122,7 @@ def _predict(model: Any, image: Any, planes: list[int] | None, threads: int | No
     """``(labels, probabilities)`` of the image (or the listed slices)."""
     from .infer import predict_image
 
-    tile = _tile(tuple(np.shape(image)), int(model.config.in_channels))
+    tile = preview_tile(tuple(np.shape(image)), int(model.config.in_channels))
     res = predict_image(model, image, tile=tile, device=str(model.record.get("device", "cpu")),
                         slices=planes, threads=threads, stop=stop, probabilities=True)
     if res.cancelled:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 NORMS = ("batch", "instance", "group", "none")
 STEMS = ("none", "pixel", "project", "both")  # core/stem.py (same tuple)
+SUPERPIXEL_MODES = ("auto", "on", "off")  # core/superpixels.py
 
 _C = TypeVar("_C", bound="_DictConfig")
 
@@ -260,12 +261,17 @@ class TileConfig(_DictConfig):
         Test-time augmentation: average the class probabilities over 1 (off), 2, 4 or
         8 flips/90-degree rotations of every tile (8 costs 8x the time; measured +0.01
         nucleus IoU on the nuclei sample, see docs/benchmarks.md).
+    superpixels : str
+        Average the class probabilities over superpixels of the image (core/superpixels.py):
+        "auto" on colour (RGB) images, "on" on every 2D image, "off". Measured +0.03-0.05
+        mean IoU on colour photos; it harms small gray nuclei, hence "auto".
     """
 
     tile: int = 256
     overlap: float = 0.25
     batch_size: int = 4
     tta: int = 1
+    superpixels: str = "auto"
 
     def __post_init__(self) -> None:
         if int(self.tile) < 8:
@@ -276,3 +282,25 @@ class TileConfig(_DictConfig):
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if int(self.tta) not in (1, 2, 4, 8):
             raise ValueError(f"tta must be 1, 2, 4 or 8, got {self.tta}")
+        if self.superpixels not in SUPERPIXEL_MODES:
+            raise ValueError(f"superpixels must be one of {SUPERPIXEL_MODES}, "
+                             f"got {self.superpixels!r}")
+
+
+def preview_tile(shape: tuple[int, ...], in_channels: int,
+                 superpixels: str = "off") -> TileConfig:
+    """Tiles for previews and comparisons: the whole plane in one tile up to 1024 px,
+    else 512 px.
+
+    The default prediction tiles (256 px, 25 % overlap) compute a 512 x 512 plane 2.25
+    times over; one tile is 2.4x faster (0.33 s instead of 0.8 s on one thread) and has no
+    seams. Memory stays small at this size (a few hundred MB on the CPU). The superpixel
+    vote is off by default: a live preview comes every few seconds during training, and
+    the vote (about 0.8 s on a 480 x 640 photo) would take that time from the training.
+    """
+    spatial = shape[:-1] if in_channels > 1 and len(shape) >= 3 else shape
+    side = max(int(n) for n in spatial[-2:])
+    if side <= 1024:
+        return TileConfig(tile=max(16, -(-side // 16) * 16), overlap=0.0, batch_size=1,
+                          superpixels=superpixels)
+    return TileConfig(tile=512, overlap=0.125, batch_size=1, superpixels=superpixels)

@@ -12,6 +12,7 @@ import contextlib
 import math
 import threading
 import time
+import warnings
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,9 @@ from .device import amp_dtype, prepare_runtime, resolve_device
 from .errors import DataError
 from .normalize import apply_stats, plane_stats
 from .progress import run_to_end
+from .superpixels import MAX_PIXELS as SUPERPIXEL_MAX_PIXELS
+from .superpixels import applies as superpixels_apply
+from .superpixels import vote_multiscale
 
 __all__ = [
     "PredictProgress",
@@ -240,6 +244,23 @@ def iter_predict_module(
         return _pad_end(apply_stats(_checked_block(plane[y0:y0 + t]), lo, scale), (t, wp))
 
     given = None if stats is None else tuple(np.asarray(v, np.float64) for v in stats)
+    vote = superpixels_apply(tile.superpixels, int(config.in_channels))
+    if vote and h * w > SUPERPIXEL_MAX_PIXELS:
+        warnings.warn(f"Superpixel vote skipped: a {h} x {w} plane is above "
+                      f"{SUPERPIXEL_MAX_PIXELS} pixels (predict it block-wise to vote).",
+                      stacklevel=2)
+        vote = False
+
+    def _write_rows(p: np.ndarray, base: int, zi: int) -> None:
+        """Class ids (and probabilities) of plane ``zi``'s rows ``base:``."""
+        for r0 in range(0, p.shape[1], 32):  # small chunks keep argmax temporaries small
+            r1 = min(p.shape[1], r0 + 32)
+            ids = np.argmax(p[:, r0:r1], axis=0)
+            ids += 1
+            rs = slice(base + r0, base + r1)
+            labels[rs if squeeze else (zi, rs)] = ids
+            if probs is not None:
+                probs[(slice(None), rs) if squeeze else (slice(None), zi, rs)] = p[:, r0:r1]
     for zi, z in enumerate(zs):
         plane = image if z is None else image[z]
         if channel_last and int(config.in_channels) == 1 and len(np.shape(plane)) == 3:
@@ -256,20 +277,19 @@ def iter_predict_module(
         wsum = np.zeros((t, wp), dtype=np.float32)
         base = 0
 
-        def flush(n_rows: int, base: int = 0, acc=acc, wsum=wsum, zi=zi) -> None:
+        # the superpixel vote needs the whole plane's probabilities before any argmax
+        held = np.zeros((k, h, w), np.float32) if vote else None
+
+        def flush(n_rows: int, base: int = 0, acc=acc, wsum=wsum, zi=zi, held=held) -> None:
             rows = min(n_rows, h - base)
             if rows <= 0:
                 return
             p = acc[:, :rows, :w]
             p /= wsum[None, :rows, :w]
-            for r0 in range(0, rows, 32):  # small chunks keep argmax temporaries small
-                r1 = min(rows, r0 + 32)
-                ids = np.argmax(p[:, r0:r1], axis=0)
-                ids += 1
-                rs = slice(base + r0, base + r1)
-                labels[rs if squeeze else (zi, rs)] = ids
-                if probs is not None:
-                    probs[(slice(None), rs) if squeeze else (slice(None), zi, rs)] = p[:, r0:r1]
+            if held is not None:
+                held[:, base:base + rows] = p
+            else:
+                _write_rows(p, base, zi)
 
         for y0 in ys:
             if y0 > base:  # rows above y0 get no more contributions: finish them
@@ -300,6 +320,8 @@ def iter_predict_module(
         if cancelled:
             break
         flush(hp - base, base)
+        if held is not None:
+            _write_rows(vote_multiscale(held, _checked_block(plane)), 0, zi)
     return PredictResult(labels, probs, cancelled)
 
 

@@ -82,6 +82,8 @@ HINTS: dict[str, dict[str, Any]] = {
     "tile_batch_size": {"label": "Tiles per batch", "min": 1, "max": 256},
     "tta": {"label": "Test-time augm.", "widget_type": "ComboBox",
             "choices": [("off", 1), ("2x (flip)", 2), ("4x", 4), ("8x (flips + rotations)", 8)]},
+    "superpixels": {"label": "Superpixel vote", "widget_type": "ComboBox",
+                    "choices": [("auto (colour images)", "auto"), ("on", "on"), ("off", "off")]},
 }
 
 EXTRA_HELP = {

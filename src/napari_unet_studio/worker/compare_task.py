@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import preview_tile
 from .protocol import PREVIEW, PROGRESS, to_plain
 from .server import WARMUP_WAIT_S, SpecTask, model_ref, save_quick
 from .shm import pack
-from .train_task import preview_tile
 
 ROW = "row"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import preview_tile
 from .protocol import PREVIEW, PROGRESS, UNCERTAINTY, ModelRef, to_plain
 from .server import WARMUP_WAIT_S, Server, SpecTask, model_ref, save_quick
 from .shm import pack, unpack
@@ -44,22 +45,6 @@ def tuning_wanted(threads: int | None, paint_threads: int | None) -> bool:
         return False
     return not (os.environ.get("NAPARI_UNET_STUDIO_THREADS", "").strip()
                 or os.environ.get("OMP_NUM_THREADS", "").strip())
-
-
-def preview_tile(shape: tuple[int, ...], in_channels: int) -> Any:
-    """Tiles for live previews: the whole plane in one tile up to 1024 px, else 512 px.
-
-    The default prediction tiles (256 px, 25 % overlap) compute a 512 x 512 plane 2.25
-    times over; one tile is 2.4x faster (0.33 s instead of 0.8 s on one thread) and has no
-    seams. Memory stays small at this size (a few hundred MB on the CPU).
-    """
-    from ..core.config import TileConfig
-
-    spatial = shape[:-1] if in_channels > 1 and len(shape) == 3 else shape
-    side = max(int(n) for n in spatial[-2:])
-    if side <= 1024:
-        return TileConfig(tile=max(16, -(-side // 16) * 16), overlap=0.0, batch_size=1)
-    return TileConfig(tile=512, overlap=0.125, batch_size=1)
 
 
 class TrainTask(SpecTask):
@@ -247,7 +232,8 @@ class TrainTask(SpecTask):
                        device: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
         from ..core.infer import predict_image
 
-        tile = preview_tile(np.shape(plane), model.config.in_channels)
+        # the last preview stays on screen: vote as a prediction would
+        tile = preview_tile(np.shape(plane), model.config.in_channels, superpixels="auto")
         result = predict_image(model, plane, tile=tile, device=str(device), stop=self.cancel,
                                probabilities=True,
                                threads=self.server.threads or self.server.preferred_threads)
