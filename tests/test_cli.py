@@ -234,3 +234,15 @@ def test_start_choice_and_pretrained_info(files, capsys):
                  "--out", str(files["dir"] / "c.pt"), "--start", str(files["dir"] / "no.pt"),
                  "--quiet"])
     assert code == 2 and "No model file" in _one_line_error(capsys)
+
+
+def test_predict_superpixels_option_reaches_the_tile_settings():
+    from napari_unet_studio.cli import build_parser
+    from napari_unet_studio.cli.predict import _tile
+
+    base = ["predict", "--model", "m.pt", "--image", "i.tif", "--out", "o.tif"]
+    assert _tile(build_parser().parse_args(base)).superpixels == "auto"
+    args = build_parser().parse_args([*base, "--superpixels", "off", "--tta", "2"])
+    assert (_tile(args).superpixels, _tile(args).tta) == ("off", 2)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--superpixels", "always"])

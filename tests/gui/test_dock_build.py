@@ -71,6 +71,10 @@ def test_settings_forms_are_generated_from_the_config_dataclasses(studio):
     config = form.train_config()
     assert config["cutmix"] == defaults.cutmix and config["lr"] == defaults.lr
     assert form.tile_config() == {**TileConfig().to_dict(), "tile": 64}
+    assert form["superpixels"].value == "auto"
+    form["superpixels"].value = "off"  # a choice, sent with the prediction settings
+    assert form.tile_config()["superpixels"] == "off"
+    form["superpixels"].value = "auto"
     assert not form.advanced.isExpanded()
     assert form.device_used.text() == "Ran on: -"
 
