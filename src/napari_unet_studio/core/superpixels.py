@@ -12,7 +12,7 @@ from deciding a region alone.
 
 Measured (``bench/superpixels.py``, docs/pretraining.md): on the realistic suite's
 photos (ARC2017, VOC, a third of the VOC strokes; 3 stroke seeds each, 150 steps) it
-lifts mean IoU by +0.001 to +0.11 (ARC2017 from 0.93-0.94x the random forest to
+lifts mean IoU by +0.007 to +0.097 (ARC2017 from 0.93-0.94x the random forest to
 1.07-1.11x). On gray fluorescence nuclei it is harmful (nucleus IoU 0.89 to 0.60 with
 one size of 100 pixels): superpixels of a few dozen pixels straddle the edges of small,
 blurred nuclei, and the vote spreads that error. So ``TileConfig.superpixels="auto"``
