@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_unet_studio.core.superpixels import segments, vote
+from napari_unet_studio.core.superpixels import mean_vote, segments, vote
 
 __all__ = ["RULES", "segments", "sweep", "vote"]
 
@@ -75,7 +75,7 @@ def sweep(cases: list[str], seeds: list[int], steps: int, cache: Path, out: Path
                         settings[f"a{area}-c{comp:g}-m{mix:g}"] = [
                             vote(p, s[area], mix).argmax(0) + 1 for p, s in zip(probs, segs)]
                 settings[f"a50+100+200-c{comp:g}-m1"] = [
-                    sum(vote(p, s[a], 1.0) for a in (50, 100, 200)).argmax(0) + 1
+                    mean_vote(p, [s[a] for a in (50, 100, 200)]).argmax(0) + 1
                     for p, s in zip(probs, segs)]
             for key, preds in settings.items():
                 sc = rl.score(preds, data["eval"], case.foreground)

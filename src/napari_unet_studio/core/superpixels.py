@@ -25,11 +25,13 @@ did not see. scikit-image is imported lazily: importing this module needs numpy 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from .config import SUPERPIXEL_MODES as MODES
 
-__all__ = ["AREAS", "COMPACTNESS", "MAX_PIXELS", "applies", "segments", "vote",
+__all__ = ["AREAS", "COMPACTNESS", "MAX_PIXELS", "applies", "mean_vote", "segments", "vote",
            "vote_multiscale"]
 
 AREAS: tuple[int, ...] = (50, 100, 200)
@@ -105,6 +107,17 @@ def vote(prob: np.ndarray, seg: np.ndarray, mix: float = 1.0) -> np.ndarray:
     return pooled if mix == 1.0 else (1 - mix) * prob + mix * pooled
 
 
+def mean_vote(prob: np.ndarray, segs: Iterable[np.ndarray]) -> np.ndarray:
+    """The mean of the full votes of ``prob`` over each superpixel map of ``segs``."""
+    out = np.zeros_like(prob)
+    n = 0
+    for seg in segs:
+        out += vote(prob, seg)
+        n += 1
+    out /= max(n, 1)
+    return out
+
+
 def vote_multiscale(prob: np.ndarray, plane: np.ndarray, areas: tuple[int, ...] = AREAS,
                     compactness: float = COMPACTNESS) -> np.ndarray:
     """The mean of the full votes over superpixels of every size in ``areas``.
@@ -121,8 +134,4 @@ def vote_multiscale(prob: np.ndarray, plane: np.ndarray, areas: tuple[int, ...] 
     numpy.ndarray
         ``(K, Y, X)`` float32 probabilities (each pixel's still sum to 1).
     """
-    out = np.zeros_like(prob)
-    for area in areas:
-        out += vote(prob, segments(plane, area, compactness))
-    out /= len(areas)
-    return out
+    return mean_vote(prob, (segments(plane, area, compactness) for area in areas))
