@@ -246,3 +246,7 @@ def test_predict_superpixels_option_reaches_the_tile_settings():
     assert (_tile(args).superpixels, _tile(args).tta) == ("off", 2)
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--superpixels", "always"])
+    assert _tile(build_parser().parse_args(base)).edges == "auto"
+    assert _tile(build_parser().parse_args([*base, "--edges", "off"])).edges == "off"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--edges", "always"])

@@ -75,6 +75,10 @@ def test_settings_forms_are_generated_from_the_config_dataclasses(studio):
     form["superpixels"].value = "off"  # a choice, sent with the prediction settings
     assert form.tile_config()["superpixels"] == "off"
     form["superpixels"].value = "auto"
+    assert form["edges"].value == "auto"
+    form["edges"].value = "off"
+    assert form.tile_config()["edges"] == "off"
+    form["edges"].value = "auto"
     assert not form.advanced.isExpanded()
     assert form.device_used.text() == "Ran on: -"
 

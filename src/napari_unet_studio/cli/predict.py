@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--superpixels", choices=["auto", "on", "off"],
                    help="average the class probabilities over superpixels of the image "
                         "(default auto: on for colour images, off for gray ones)")
+    p.add_argument("--edges", choices=["auto", "on", "off"],
+                   help="move each object's boundary to the image's strongest edge near it "
+                        "(default auto: on for gray two-class models)")
     p.add_argument("--threads", type=int, help="torch CPU threads (per worker)")
     p.add_argument("--uncertainty", metavar="UNC.tif",
                    help="also write a float32 per-pixel uncertainty map in [0, 1] (TIFF "
@@ -89,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _tile(args: argparse.Namespace):
     from .. import TileConfig
 
-    fields = {k: getattr(args, k) for k in ("tile", "overlap", "tta", "superpixels")
+    fields = {k: getattr(args, k) for k in ("tile", "overlap", "tta", "superpixels", "edges")
               if getattr(args, k) is not None}
     return TileConfig(**fields)
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 NORMS = ("batch", "instance", "group", "none")
 STEMS = ("none", "pixel", "project", "both")  # core/stem.py (same tuple)
 SUPERPIXEL_MODES = ("auto", "on", "off")  # core/superpixels.py
+EDGE_MODES = ("auto", "on", "off")  # core/edges.py
 
 _C = TypeVar("_C", bound="_DictConfig")
 
@@ -265,6 +266,12 @@ class TileConfig(_DictConfig):
         Average the class probabilities over superpixels of the image (core/superpixels.py):
         "auto" on colour (RGB) images, "on" on every 2D image, "off". Measured +0.01-0.10
         mean IoU on colour photos; it harms small gray nuclei, hence "auto".
+    edges : str
+        Snap each object's boundary to the image's edge (core/edges.py): a threshold in
+        0.3-0.7 per object where its contour has the most image gradient. "auto" on 2D
+        one-channel two-class models, "on" on every 2D two-class model, "off". Measured
+        on gray nuclei from gap strokes: higher mean IoU on 28 of 36 case-seeds (up to
+        +0.021), at most 0.010 lower on the others. Labels only; probabilities unchanged.
     """
 
     tile: int = 256
@@ -272,6 +279,7 @@ class TileConfig(_DictConfig):
     batch_size: int = 4
     tta: int = 1
     superpixels: str = "auto"
+    edges: str = "auto"
 
     def __post_init__(self) -> None:
         if int(self.tile) < 8:
@@ -285,10 +293,12 @@ class TileConfig(_DictConfig):
         if self.superpixels not in SUPERPIXEL_MODES:
             raise ValueError(f"superpixels must be one of {SUPERPIXEL_MODES}, "
                              f"got {self.superpixels!r}")
+        if self.edges not in EDGE_MODES:
+            raise ValueError(f"edges must be one of {EDGE_MODES}, got {self.edges!r}")
 
 
 def preview_tile(shape: tuple[int, ...], in_channels: int,
-                 superpixels: str = "off") -> TileConfig:
+                 superpixels: str = "off", edges: str = "off") -> TileConfig:
     """Tiles for previews and comparisons: the whole plane in one tile up to 1024 px,
     else 512 px.
 
@@ -297,10 +307,12 @@ def preview_tile(shape: tuple[int, ...], in_channels: int,
     seams. Memory stays small at this size (a few hundred MB on the CPU). The superpixel
     vote is off by default: a live preview comes every few seconds during training, and
     the vote (about 0.8 s on a 480 x 640 photo) would take that time from the training.
+    Edge snapping (core/edges.py) is off by default for the same reason.
     """
     spatial = shape[:-1] if in_channels > 1 and len(shape) >= 3 else shape
     side = max(int(n) for n in spatial[-2:])
     if side <= 1024:
         return TileConfig(tile=max(16, -(-side // 16) * 16), overlap=0.0, batch_size=1,
-                          superpixels=superpixels)
-    return TileConfig(tile=512, overlap=0.125, batch_size=1, superpixels=superpixels)
+                          superpixels=superpixels, edges=edges)
+    return TileConfig(tile=512, overlap=0.125, batch_size=1, superpixels=superpixels,
+                      edges=edges)

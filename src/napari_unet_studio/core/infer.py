@@ -24,6 +24,8 @@ from .checkpoint import TrainedModel
 from .config import ModelConfig, TileConfig
 from .data import MAX_CHANNELS
 from .device import amp_dtype, prepare_runtime, resolve_device
+from .edges import applies as edges_apply
+from .edges import snap_labels
 from .errors import DataError
 from .normalize import apply_stats, plane_stats
 from .progress import run_to_end
@@ -245,11 +247,14 @@ def iter_predict_module(
 
     given = None if stats is None else tuple(np.asarray(v, np.float64) for v in stats)
     vote = superpixels_apply(tile.superpixels, int(config.in_channels))
-    if vote and h * w > SUPERPIXEL_MAX_PIXELS:
-        warnings.warn(f"Superpixel vote skipped: a {h} x {w} plane is above "
-                      f"{SUPERPIXEL_MAX_PIXELS} pixels (predict it block-wise to vote).",
+    edges = edges_apply(tile.edges, int(config.in_channels), k)
+    if (vote or edges) and h * w > SUPERPIXEL_MAX_PIXELS:
+        what = " and ".join(n for n, on in (("Superpixel vote", vote), ("edge snapping", edges))
+                            if on)
+        warnings.warn(f"{what} skipped: a {h} x {w} plane is above "
+                      f"{SUPERPIXEL_MAX_PIXELS} pixels (predict it block-wise to use it).",
                       stacklevel=2)
-        vote = False
+        vote = edges = False
 
     def _write_rows(p: np.ndarray, base: int, zi: int) -> None:
         """Class ids (and probabilities) of plane ``zi``'s rows ``base:``."""
@@ -277,8 +282,8 @@ def iter_predict_module(
         wsum = np.zeros((t, wp), dtype=np.float32)
         base = 0
 
-        # the superpixel vote needs the whole plane's probabilities before any argmax
-        held = np.zeros((k, h, w), np.float32) if vote else None
+        # the superpixel vote and edge snapping need the whole plane's probabilities
+        held = np.zeros((k, h, w), np.float32) if vote or edges else None
 
         def flush(n_rows: int, base: int = 0, acc=acc, wsum=wsum, zi=zi, held=held) -> None:
             rows = min(n_rows, h - base)
@@ -321,7 +326,12 @@ def iter_predict_module(
             break
         flush(hp - base, base)
         if held is not None:
-            _write_rows(vote_multiscale(held, _checked_block(plane)), 0, zi)
+            whole = _checked_block(plane)
+            if vote:
+                held = vote_multiscale(held, whole)
+            _write_rows(held, 0, zi)
+            if edges:
+                labels[slice(None) if squeeze else zi] = snap_labels(whole, held)
     return PredictResult(labels, probs, cancelled)
 
 

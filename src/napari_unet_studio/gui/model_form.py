@@ -84,6 +84,9 @@ HINTS: dict[str, dict[str, Any]] = {
             "choices": [("off", 1), ("2x (flip)", 2), ("4x", 4), ("8x (flips + rotations)", 8)]},
     "superpixels": {"label": "Superpixel vote", "widget_type": "ComboBox",
                     "choices": [("auto (colour images)", "auto"), ("on", "on"), ("off", "off")]},
+    "edges": {"label": "Snap to edges", "widget_type": "ComboBox",
+              "choices": [("auto (gray, two classes)", "auto"), ("on (two classes)", "on"),
+                          ("off", "off")]},
 }
 
 EXTRA_HELP = {

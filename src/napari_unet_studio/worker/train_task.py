@@ -232,8 +232,9 @@ class TrainTask(SpecTask):
                        device: Any) -> tuple[np.ndarray, np.ndarray | None] | None:
         from ..core.infer import predict_image
 
-        # the last preview stays on screen: vote as a prediction would
-        tile = preview_tile(np.shape(plane), model.config.in_channels, superpixels="auto")
+        # the last preview stays on screen: vote and snap as a prediction would
+        tile = preview_tile(np.shape(plane), model.config.in_channels, superpixels="auto",
+                            edges="auto")
         result = predict_image(model, plane, tile=tile, device=str(device), stop=self.cancel,
                                probabilities=True,
                                threads=self.server.threads or self.server.preferred_threads)
