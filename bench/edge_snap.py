@@ -19,6 +19,8 @@ methods (150 steps, shipped start, one thread). Probabilities are cached in
 
     nice -n 19 python bench/edge_snap.py --seeds 0 1 2     # about 25 min on 2 cores
     python bench/edge_snap.py --gradient-check             # seconds, no training
+    python bench/edge_snap.py --cases scratch-timelapse --seeds 1 \
+        --figure docs/images/edge_snap.png                  # the docs' picture
 
 Writes ``bench/results/edge_snap.json`` (with the snap's time per megapixel, one
 thread-free numpy/scipy pass); prints one row per case and seed.
@@ -174,6 +176,41 @@ def gradient_check() -> list[dict]:
     return rows
 
 
+def figure(case: str, seed: int, cache: Path, path: Path) -> None:
+    """Truth, plain and snapped contours on a crop of the case's first evaluation image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from napari_unet_studio.core.edges import snap
+
+    c = rc.CASES[case]
+    _, data = rc.build(case, seed)
+    _, image, truth = data["eval"][0]
+    prob = probabilities(case, seed, cache)["unet"][0]
+    masks = {"truth": truth == int(c.foreground), "plain (0.5)": prob > 0.5,
+             "snapped": snap(image, prob)}
+    from matplotlib.lines import Line2D
+
+    ys, xs = slice(60, 140), slice(40, 160)  # a crop of a few nuclei, drawn large
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.7))
+    colours = {"truth": "#ff3030", "plain (0.5)": "#ffd000", "snapped": "#30e0ff"}
+    for ax, shown in zip(axes, (("truth", "plain (0.5)"), ("truth", "snapped")), strict=True):
+        ax.imshow(image[ys, xs], cmap="gray", vmax=np.percentile(image, 99.5))
+        for name in shown:
+            ax.contour(masks[name][ys, xs].astype(float), levels=[0.5],
+                       colors=[colours[name]], linewidths=1.3)
+        miou = _scores(masks[shown[1]], truth, int(c.foreground))[0]
+        ax.set_title(f"{shown[1]}: mean IoU {miou:.3f} on the whole frame", fontsize=9)
+        ax.legend(handles=[Line2D([], [], color=colours[n], label=n) for n in shown],
+                  loc="upper right", fontsize=8)
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -183,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "edge_snap.json")
     ap.add_argument("--gradient-check", action="store_true",
                     help="only print where the truth's contour sits against the edge")
+    ap.add_argument("--figure", type=Path,
+                    help="only draw the first case and seed's first image (cached)")
     args = ap.parse_args(argv)
+    if args.figure is not None:
+        figure(args.cases[0], args.seeds[0], args.cache, args.figure)
+        return 0
     if args.gradient_check:
         print("| image | eroded 2 | eroded 1 | as drawn | dilated 1 | dilated 2 |\n"
               "|---|---|---|---|---|---|")
