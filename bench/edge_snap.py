@@ -19,6 +19,7 @@ methods (150 steps, shipped start, one thread). Probabilities are cached in
 
     nice -n 19 python bench/edge_snap.py --seeds 0 1 2     # about 25 min on 2 cores
     python bench/edge_snap.py --gradient-check             # seconds, no training
+    python bench/edge_snap.py --memory                     # one 4288 x 4288 plane
     python bench/edge_snap.py --cases scratch-timelapse --seeds 1 \
         --figure docs/images/edge_snap.png                  # the docs' picture
 
@@ -66,8 +67,6 @@ def snaps(image: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     ``object-t`` is the product's :func:`napari_unet_studio.core.edges.snap`; the others
     use its :func:`~napari_unet_studio.core.edges.choose_per_object` with other
     candidates."""
-    from skimage.segmentation import expand_labels
-
     from napari_unet_studio.core import edges
 
     grad = edges.gradient(image)
@@ -78,8 +77,7 @@ def snaps(image: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     for name, (lo, hi, margin) in OBJECT_T.items():
         ts = [float(t) for t in THRESHOLDS if lo - 1e-6 <= t <= hi + 1e-6]
         out[name] = edges.snap(image, p, ts, margin)
-    lab, _ = ndi.label(base)
-    regions = expand_labels(lab, edges.GROW)
+    regions = edges.regions_of(base)
     shifted = []
     for s in SHIFTS:
         if s < 0:
@@ -211,6 +209,34 @@ def figure(case: str, seed: int, cache: Path, path: Path) -> None:
     plt.close(fig)
 
 
+def memory(side: int = 4288, discs: int = 20000) -> dict:
+    """Time and peak extra memory (tracemalloc) of snapping one ``side``-square plane of
+    bright discs (radius 9): a default block's region in the block-wise runner."""
+    import tracemalloc
+
+    from napari_unet_studio.core.edges import snap_labels
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((side, side), bool)
+    mask[tuple(rng.integers(0, side, (2, discs)))] = True
+    mask = ndi.binary_dilation(mask, iterations=9)
+    image = ndi.gaussian_filter(np.where(mask, 500.0, 100.0).astype(np.float32), 1.2)
+    image += rng.normal(0, 20, image.shape).astype(np.float32)
+    p = ndi.gaussian_filter(mask.astype(np.float32), 2.0)
+    probs = np.stack([1 - p, p])
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    snap_labels(image, probs)
+    secs = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    row = {"side": side, "objects": int(ndi.label(p > 0.5)[1]), "seconds": round(secs, 2),
+           "peak_extra_mib": round(peak / 2**20), "held_probabilities_mib":
+           round(probs.nbytes / 2**20)}
+    print(row)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -222,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="only print where the truth's contour sits against the edge")
     ap.add_argument("--figure", type=Path,
                     help="only draw the first case and seed's first image (cached)")
+    ap.add_argument("--memory", action="store_true",
+                    help="only time one 4288 x 4288 plane and its peak extra memory")
     args = ap.parse_args(argv)
+    if args.memory:
+        memory()
+        return 0
     if args.figure is not None:
         figure(args.cases[0], args.seeds[0], args.cache, args.figure)
         return 0

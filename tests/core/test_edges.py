@@ -174,3 +174,42 @@ def test_each_plane_of_a_stack_is_snapped_on_its_own():
     labels, _ = _predict(gray, stack, "auto")
     for z in range(2):
         np.testing.assert_array_equal(labels[z], snap_labels(stack[z], p_off[:, z]))
+
+
+def test_a_plane_above_the_limit_is_not_snapped_and_says_so(monkeypatch):
+    calls = []
+    monkeypatch.setattr("napari_unet_studio.core.infer.snap_labels",
+                        lambda plane, probs: calls.append(1) or probs.argmax(0) + 1)
+    monkeypatch.setattr("napari_unet_studio.core.infer.EDGES_MAX_PIXELS", 64 * 64 - 1)
+    gray = ModelConfig(in_channels=1, num_classes=2, depth=1, width=4)
+    image, _, _ = _discs([(30, 30)], 12, [0], shape=(64, 64))
+    with pytest.warns(UserWarning, match="Edge snapping skipped"):
+        labels, probs = _predict(gray, image, "auto")
+    assert not calls
+    np.testing.assert_array_equal(labels, probs.argmax(0) + 1)
+
+
+def test_regions_grow_into_the_background_only():
+    from napari_unet_studio.core.edges import regions_of
+
+    mask = np.zeros((20, 30), bool)
+    mask[5:10, 5:10] = True
+    mask[5:10, 12:16] = True  # 2 px apart: both grow into the gap, neither into the other
+    regions = regions_of(mask, 3)
+    lab, _ = ndi.label(mask)
+    np.testing.assert_array_equal(regions[mask], lab[mask])
+    assert regions[7, 2] == lab[7, 7] and regions[7, 1] == 0  # 3 px out, not 4
+    assert regions[7, 18] == lab[7, 13] and regions[2, 7] == lab[7, 7]
+    assert regions[1, 1] == 0  # a corner further than 3 px (Euclidean)
+
+
+def test_gradient_is_the_sobel_magnitude_of_the_smoothed_image():
+    rng = np.random.default_rng(0)
+    img = (rng.random((70, 91)) * 100).astype(np.float32)
+    g = ndi.gaussian_filter(img, 1.0)
+    np.testing.assert_allclose(gradient(img), np.hypot(ndi.sobel(g, 0), ndi.sobel(g, 1)),
+                               rtol=1e-6, atol=1e-5)
+    rgb = rng.random((30, 40, 3)).astype(np.float32)
+    ref = sum(np.hypot(ndi.sobel(ndi.gaussian_filter(rgb[..., c], 1.0), 0),
+                       ndi.sobel(ndi.gaussian_filter(rgb[..., c], 1.0), 1)) for c in range(3))
+    np.testing.assert_allclose(gradient(rgb), ref, rtol=1e-6, atol=1e-6)

@@ -24,6 +24,7 @@ from .checkpoint import TrainedModel
 from .config import ModelConfig, TileConfig
 from .data import MAX_CHANNELS
 from .device import amp_dtype, prepare_runtime, resolve_device
+from .edges import MAX_PIXELS as EDGES_MAX_PIXELS
 from .edges import applies as edges_apply
 from .edges import snap_labels
 from .errors import DataError
@@ -166,6 +167,11 @@ def _checked_block(block: Any) -> np.ndarray:
     return block
 
 
+def _warn_whole_plane(what: str, h: int, w: int, limit: int) -> None:
+    warnings.warn(f"{what} skipped: a {h} x {w} plane is above {limit} pixels (predict "
+                  "it block-wise to use it).", stacklevel=3)
+
+
 def _shift_band(acc: np.ndarray, wsum: np.ndarray, d: int) -> None:
     """Move the blending accumulators ``acc`` ``(K, T, ...)`` and ``wsum`` ``(T, ...)``
     ``d`` rows (2D) or slices (3D) towards the start, zeros after (in place)."""
@@ -248,13 +254,12 @@ def iter_predict_module(
     given = None if stats is None else tuple(np.asarray(v, np.float64) for v in stats)
     vote = superpixels_apply(tile.superpixels, int(config.in_channels))
     edges = edges_apply(tile.edges, int(config.in_channels), k)
-    if (vote or edges) and h * w > SUPERPIXEL_MAX_PIXELS:
-        what = " and ".join(n for n, on in (("Superpixel vote", vote), ("edge snapping", edges))
-                            if on)
-        warnings.warn(f"{what} skipped: a {h} x {w} plane is above "
-                      f"{SUPERPIXEL_MAX_PIXELS} pixels (predict it block-wise to use it).",
-                      stacklevel=2)
-        vote = edges = False
+    if vote and h * w > SUPERPIXEL_MAX_PIXELS:
+        _warn_whole_plane("Superpixel vote", h, w, SUPERPIXEL_MAX_PIXELS)
+        vote = False
+    if edges and h * w > EDGES_MAX_PIXELS:
+        _warn_whole_plane("Edge snapping", h, w, EDGES_MAX_PIXELS)
+        edges = False
 
     def _write_rows(p: np.ndarray, base: int, zi: int) -> None:
         """Class ids (and probabilities) of plane ``zi``'s rows ``base:``."""

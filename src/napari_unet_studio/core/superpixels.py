@@ -41,7 +41,10 @@ COMPACTNESS = 10.0
 0-100, the range of Lab lightness)."""
 MAX_PIXELS = 4096 * 4096
 """Planes above this many pixels are not voted (SLIC's time and memory grow with the
-plane; the block-wise runner votes each block, which stays under it)."""
+plane). The block-wise runner votes each block whose region (the block and its tile
+halo) stays under it (with 256-pixel tiles, blocks up to 3840 pixels after rounding to
+whole chunks); the region of a default 4096-pixel block is 4288 x 4288, so it is not
+voted (a warning says so)."""
 
 
 def applies(mode: str, in_channels: int, dims: int = 2) -> bool:
