@@ -90,9 +90,10 @@ def snaps(image: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def probabilities(case: str, seed: int, cache: Path) -> dict[str, list[np.ndarray]]:
+def probabilities(case: str, seed: int, cache: Path, steps: int = 150
+                  ) -> dict[str, list[np.ndarray]]:
     """Forest and U-Net nucleus probabilities per evaluation image (cached)."""
-    f = cache / f"{case}_{seed}.npz"
+    f = cache / (f"{case}_{seed}.npz" if steps == 150 else f"{case}_{seed}_{steps}.npz")
     if f.exists():
         z = np.load(f)
         n = len([k for k in z.files if k.startswith("u")])
@@ -102,7 +103,7 @@ def probabilities(case: str, seed: int, cache: Path) -> dict[str, list[np.ndarra
     images = [img for _, img, _ in data["eval"]]
     fg = int(c.foreground) - 1
     fp, _ = rl.forest(data["train"], images, c.rgb, seed, probabilities=2)
-    up, _ = rl.unet(data["train"], images, seed, "pretrained", 150, None, None, 1,
+    up, _ = rl.unet(data["train"], images, seed, "pretrained", steps, None, None, 1,
                     probabilities=True)
     out = {"unet": [u[fg].astype(np.float32) for u in up],
            "forest": [p[fg].astype(np.float32) for p in fp]}
@@ -120,12 +121,12 @@ def _scores(mask: np.ndarray, truth: np.ndarray, fg: int) -> tuple[float, float]
     return float((nuc + back) / 2), float(nuc)
 
 
-def run(case: str, seed: int, cache: Path) -> dict:
+def run(case: str, seed: int, cache: Path, steps: int = 150) -> dict:
     """Mean IoU and nucleus IoU per method for one case and seed (mean over images)."""
     c = rc.CASES[case]
     fg = int(c.foreground)
     _, data = rc.build(case, seed)
-    probs = probabilities(case, seed, cache)
+    probs = probabilities(case, seed, cache, steps)
     from napari_unet_studio.core import edges
 
     per: dict[str, list[tuple[float, float]]] = {}
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/edge_snap_cache"))
+    ap.add_argument("--steps", type=int, default=150, help="U-Net training steps")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "edge_snap.json")
     ap.add_argument("--gradient-check", action="store_true",
                     help="only print where the truth's contour sits against the edge")
@@ -271,11 +273,11 @@ def main(argv: list[str] | None = None) -> int:
           + " |\n|---|---|" + "---|" * len(NAMES))
     for case in args.cases:
         for seed in args.seeds:
-            r = run(case, seed, args.cache)
+            r = run(case, seed, args.cache, args.steps)
             rows.append(r)
             print(f"| {case} | {seed} | {r['forest']:.4f} | " + " | ".join(
                 f"{r[n]:.4f} ({r[n] / r['forest']:.3f})" for n in NAMES[1:]) + " |", flush=True)
-    args.out.write_text(json.dumps({"machine": machine, "rows": rows,
+    args.out.write_text(json.dumps({"machine": machine, "steps": args.steps, "rows": rows,
                                     "command": "python bench/edge_snap.py"}, indent=1) + "\n")
     print(f"written {args.out}")
     return 0
