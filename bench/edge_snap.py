@@ -114,11 +114,11 @@ def probabilities(case: str, seed: int, cache: Path, steps: int = 150
 
 
 def _scores(mask: np.ndarray, truth: np.ndarray, fg: int) -> tuple[float, float]:
-    """Mean IoU (nucleus and background) and nucleus IoU."""
-    t = truth == fg
-    nuc = np.sum(mask & t) / np.sum(mask | t)
-    back = np.sum(~mask & ~t) / np.sum(~mask | ~t)
-    return float((nuc + back) / 2), float(nuc)
+    """Mean IoU (nucleus and background, classes 1 and 2) and nucleus IoU."""
+    from _common import iou_per_class
+
+    iou = iou_per_class(np.where(mask, fg, 3 - fg), truth, (1, 2))
+    return float(np.mean(list(iou.values()))), iou[fg]
 
 
 def run(case: str, seed: int, cache: Path, steps: int = 150) -> dict:
